@@ -7,8 +7,20 @@ BIN := $(VENV)/bin
 # The machine keeps a CPU build of torch here; elsewhere pip takes torch from PyPI.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 export ATTNBOOK_DATA ?= $(abspath ../shared/data)
+# Progress bars stay out of executed pages and test logs; kernels inherit this from the build.
+export ATTNBOOK_PROGRESS := 0
+# Kernels started by the build and by nbval must be the environment's Python.
+export PATH := $(abspath $(BIN)):$(PATH)
+# Nothing the book runs may download: transformers and sentence-transformers stay offline.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+WORKERS ?= 2
 
-.PHONY: venv book test unit notebooks browser bench clean
+PACKAGE_SOURCES := $(shell find attnbook -name '*.py' -not -path '*/__pycache__/*')
+VENDORED := site/vendor/.vendored.json
+CACHE_STAMP := _build/.attnbook-sources.stamp
+
+.PHONY: venv vendor book test unit notebooks browser bench budget lab clean distclean
 
 venv: $(VENV)/.installed
 
@@ -17,3 +29,51 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check $(FIND_LINKS) -r requirements.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
+
+# JavaScript the pages serve themselves (widgets, MathJax): `npm ci` from site/package-lock.json,
+# or the same pinned files from the jsDelivr CDN where npm is absent (see site/vendor_js.py).
+vendor: $(VENDORED)
+
+$(VENDORED): site/package.json site/package-lock.json site/vendor_js.py | $(VENV)/.installed
+	$(BIN)/python site/vendor_js.py --force
+
+# The execution cache keys on each notebook's code only; a change to the package, the environment or the
+# variables set here must re-run the chapters, so it empties the cache rather than let the site show stale outputs.
+$(CACHE_STAMP): $(PACKAGE_SOURCES) $(VENV)/.installed Makefile
+	rm -rf _build/.jupyter_cache _build/.doctrees _build/jupyter_execute
+	mkdir -p _build
+	touch $@
+
+book: $(VENV)/.installed $(VENDORED) $(CACHE_STAMP)
+	$(BIN)/jupyter-book build . -W --keep-going
+
+# The whole suite: unit and property tests, every chapter through nbval, the -W site build, the browser test.
+test: unit notebooks book browser
+
+unit: venv
+	$(BIN)/pytest tests -m "not browser" -n $(WORKERS) -q
+
+notebooks: venv
+	$(BIN)/pytest --nbval-lax -n $(WORKERS) --dist loadfile -q chapters/
+
+browser: book
+	ATTNBOOK_REQUIRE_BROWSER=1 $(BIN)/pytest tests/test_site_browser.py -m browser -q
+
+bench: venv
+	$(BIN)/python benchmarks/chapter_times.py
+
+# The same, failing if a chapter is over its budget (run it on an otherwise idle machine).
+budget: venv
+	$(BIN)/python benchmarks/chapter_times.py --fail-over-budget
+
+# JupyterLab is not part of the pinned set (the build and the tests do not need it); this adds it on demand.
+JUPYTERLAB_VERSION := 4.6.6
+lab: venv
+	$(BIN)/python -c 'import jupyterlab' 2>/dev/null || $(BIN)/pip install --quiet jupyterlab==$(JUPYTERLAB_VERSION)
+	ATTNBOOK_PROGRESS=1 $(BIN)/jupyter lab chapters/
+
+clean:
+	rm -rf _build site/vendor site/node_modules .hypothesis
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,107 @@
+"""Positional encodings: how a model built only from attention learns where each token sits.
+
+Attention is permutation-equivariant, so position must be added to the input. Vaswani et al. (2017) use fixed
+sinusoids, PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(pos / 10000^(2i/d)), chosen because
+PE(pos + k) is a linear function of PE(pos) (a rotation of each (sin, cos) pair, `shift_matrix`); a learned
+table of position vectors works about as well. Shape legend: ``(batch, n, d_model)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from attnbook.errors import ShapeError, check_ndim, check_tensor
+
+
+def _check_dims(n: int, d_model: int) -> None:
+    if n < 1:
+        raise ValueError(f"n: expected a positive number of positions, got {n}")
+    if d_model < 2 or d_model % 2:
+        raise ValueError(f"d_model: expected an even size >= 2 (sin/cos pairs), got {d_model}")
+
+
+def frequencies(d_model: int, base: float = 10000.0) -> Tensor:
+    """The ``d_model / 2`` angular frequencies ω_i = base^(-2i/d_model) of the sinusoidal encoding."""
+    _check_dims(1, d_model)
+    return base ** (-torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)
+
+
+def sinusoidal_table(n: int, d_model: int, base: float = 10000.0) -> Tensor:
+    """The ``(n, d_model)`` table PE with PE[pos, 2i] = sin(pos·ω_i) and PE[pos, 2i+1] = cos(pos·ω_i)."""
+    _check_dims(n, d_model)
+    angles = torch.arange(n, dtype=torch.float64)[:, None] * frequencies(d_model, base)[None, :]  # (n, d/2)
+    table = torch.empty(n, d_model, dtype=torch.float64)
+    table[:, 0::2], table[:, 1::2] = torch.sin(angles), torch.cos(angles)
+    return table.float()
+
+
+def shift_matrix(k: int, d_model: int, base: float = 10000.0) -> Tensor:
+    """The ``(d_model, d_model)`` matrix M_k with PE(pos + k) = M_k PE(pos) for every pos.
+
+    Block-diagonal: each (sin, cos) pair turns by the angle k·ω_i, by the angle-addition formulas
+    sin(a + b) = sin a cos b + cos a sin b and cos(a + b) = cos a cos b - sin a sin b. It depends on k only.
+    """
+    angles = k * frequencies(d_model, base)
+    matrix = torch.zeros(d_model, d_model, dtype=torch.float64)
+    cos, sin = torch.cos(angles), torch.sin(angles)
+    even = torch.arange(0, d_model, 2)
+    matrix[even, even], matrix[even, even + 1] = cos, sin
+    matrix[even + 1, even], matrix[even + 1, even + 1] = -sin, cos
+    return matrix
+
+
+class _PositionalEncoding(nn.Module):
+    """Shared entry check: add a ``(n, d_model)`` position table to ``x`` of shape ``(batch, n, d_model)``."""
+
+    def __init__(self, d_model: int, max_len: int, dropout: float):
+        super().__init__()
+        _check_dims(max_len, d_model)
+        self.d_model, self.max_len = d_model, max_len
+        self.dropout = nn.Dropout(dropout)
+
+    def table(self, n: int) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_tensor("x", x)
+        check_ndim("x", x, 3, "(batch, n, d_model)")
+        if x.shape[-1] != self.d_model or x.shape[1] > self.max_len:
+            raise ShapeError(
+                f"x: expected shape (batch, n <= {self.max_len}, {self.d_model}), got {tuple(x.shape)}"
+            )
+        return self.dropout(x + self.table(x.shape[1]))
+
+
+class SinusoidalPositionalEncoding(_PositionalEncoding):
+    """Adds the fixed sinusoidal table (no parameters), then dropout, as in the Transformer paper."""
+
+    def __init__(self, d_model: int, max_len: int = 512, dropout: float = 0.0):
+        super().__init__(d_model, max_len, dropout)
+        self.register_buffer("pe", sinusoidal_table(max_len, d_model), persistent=False)
+
+    def table(self, n: int) -> Tensor:
+        return self.pe[:n]
+
+
+class LearnedPositionalEncoding(_PositionalEncoding):
+    """Adds a learned ``(max_len, d_model)`` table of position vectors (BERT's and GPT's choice)."""
+
+    def __init__(self, d_model: int, max_len: int = 512, dropout: float = 0.0):
+        super().__init__(d_model, max_len, dropout)
+        self.embedding = nn.Parameter(torch.randn(max_len, d_model) / math.sqrt(d_model))
+
+    def table(self, n: int) -> Tensor:
+        return self.embedding[:n]
+
+
+POSITIONAL = {"sinusoidal": SinusoidalPositionalEncoding, "learned": LearnedPositionalEncoding}
+
+
+def positional_encoding(kind: str, d_model: int, max_len: int = 512, dropout: float = 0.0) -> nn.Module:
+    """Build the positional encoding named ``kind`` ("sinusoidal" or "learned")."""
+    if kind not in POSITIONAL:
+        raise ValueError(f"kind: expected one of {sorted(POSITIONAL)}, got {kind!r}")
+    return POSITIONAL[kind](d_model, max_len, dropout)
