@@ -50,11 +50,12 @@ book: $(VENV)/.installed $(VENDORED) $(CACHE_STAMP)
 # The whole suite: unit and property tests, every chapter through nbval, the -W site build, the browser test.
 test: unit notebooks book browser
 
+# Parallel workers get one thread each: two workers with two threads each on two cores thrash.
 unit: venv
-	$(BIN)/pytest tests -m "not browser" -n $(WORKERS) -q
+	OMP_NUM_THREADS=1 $(BIN)/pytest tests -m "not browser" -n $(WORKERS) -q
 
 notebooks: venv
-	$(BIN)/pytest --nbval-lax -n $(WORKERS) --dist loadfile -q chapters/
+	OMP_NUM_THREADS=1 $(BIN)/pytest --nbval-lax -n $(WORKERS) --dist loadfile -q chapters/
 
 browser: book
 	ATTNBOOK_REQUIRE_BROWSER=1 $(BIN)/pytest tests/test_site_browser.py -m browser -q
