@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnbook.core import attention
+from attnbook import repro
 from attnbook.errors import DTypeError, ShapeError, check_ndim, check_tensor
 from attnbook.train import progress
 
@@ -343,13 +344,8 @@ def train_node_classifier(model: nn.Module, data, x: Tensor | None = None, recip
     PyTorch's threads while training (restored after; None keeps the current setting): Cora's tensors are
     small enough that a second thread gains little and, on a busy machine, costs many times what it saves.
     """
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    with repro.threads(threads):
         return _train(model, data, data.x if x is None else x, recipe, desc)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _train(model: nn.Module, data, x: Tensor, recipe: Recipe, desc: str) -> TrainResult:

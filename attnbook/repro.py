@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -23,6 +25,22 @@ def cpu_threads() -> int:
     if "ATTNBOOK_THREADS" in os.environ:
         torch.set_num_threads(int(os.environ["ATTNBOOK_THREADS"]))
     return torch.get_num_threads()
+
+
+@contextmanager
+def threads(count: int | None = 1) -> Iterator[None]:
+    """Run a block with ``count`` PyTorch threads and restore the previous setting after (None: leave it).
+
+    The book's models are tiny: a second intra-op thread gains little on them, and on a machine whose cores are
+    busy (tests in parallel, other programs) its synchronisation costs many times what it saves.
+    """
+    previous = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 class Stopwatch:
