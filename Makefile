@@ -15,6 +15,9 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 WORKERS ?= 2
+# One PyTorch thread per process: the book's models are tiny, and two workers with two threads each on two
+# cores thrash (measured: a mini-BERT step took 32 ms on one thread and 1.3 s on two when the cores were busy).
+export OMP_NUM_THREADS ?= 1
 
 PACKAGE_SOURCES := $(shell find attnbook -name '*.py' -not -path '*/__pycache__/*')
 VENDORED := site/vendor/.vendored.json
@@ -50,12 +53,11 @@ book: $(VENV)/.installed $(VENDORED) $(CACHE_STAMP)
 # The whole suite: unit and property tests, every chapter through nbval, the -W site build, the browser test.
 test: unit notebooks book browser
 
-# Parallel workers get one thread each: two workers with two threads each on two cores thrash.
 unit: venv
-	OMP_NUM_THREADS=1 $(BIN)/pytest tests -m "not browser" -n $(WORKERS) -q
+	$(BIN)/pytest tests -m "not browser" -n $(WORKERS) -q
 
 notebooks: venv
-	OMP_NUM_THREADS=1 $(BIN)/pytest --nbval-lax -n $(WORKERS) --dist loadfile -q chapters/
+	$(BIN)/pytest --nbval-lax -n $(WORKERS) --dist loadfile -q chapters/
 
 browser: book
 	ATTNBOOK_REQUIRE_BROWSER=1 $(BIN)/pytest tests/test_site_browser.py -m browser -q

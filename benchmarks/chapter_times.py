@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     os.environ["ATTNBOOK_PROGRESS"] = "0"
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # as `make book` and `make test` run the chapters
     notebooks = sorted(CHAPTERS.glob("[0-9][0-9]_*.ipynb"))
     if args.only:
         notebooks = [nb for nb in notebooks if any(nb.stem.startswith(prefix) for prefix in args.only)]
@@ -59,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no chapter notebook matches {args.only or 'chapters/[0-9][0-9]_*.ipynb'}")
 
     data = "ATTNBOOK_DATA set" if os.environ.get("ATTNBOOK_DATA") else "ATTNBOOK_DATA unset (generated data)"
-    print(f"{len(notebooks)} chapter(s), {os.cpu_count()} CPU core(s) visible, {data}", flush=True)
+    print(f"{len(notebooks)} chapter(s), {os.cpu_count()} CPU core(s) visible, "
+          f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}, {data}", flush=True)
     seconds: dict[str, float] = {}
     over: list[str] = []
     for path in notebooks:
