@@ -63,6 +63,14 @@ def _copy_linear_and_norms(new: nn.Module, module: nn.Module, names: Sequence[st
 class _FeedForwardMixin:
     """The position-wise feed-forward block FFN(x) = act(x W₁ + b₁) W₂ + b₂ shared by both layer types."""
 
+    def _init_feed_forward(self, d_model: int, dim_feedforward: int, dropout: float, activation: str,
+                           bias: bool) -> None:
+        self.d_model, self.activation_name = d_model, activation
+        self.activation = _activation(activation)
+        self.linear1 = nn.Linear(d_model, dim_feedforward, bias=bias)
+        self.dropout = nn.Dropout(dropout)
+        self.linear2 = nn.Linear(dim_feedforward, d_model, bias=bias)
+
     def _ff_block(self, x: Tensor) -> Tensor:
         return self.linear2(self.dropout(self.activation(self.linear1(x))))
 
@@ -79,12 +87,9 @@ class EncoderLayer(_FeedForwardMixin, nn.Module):
                  activation: str = "relu", norm_first: bool = False, layer_norm_eps: float = 1e-5,
                  bias: bool = True):
         super().__init__()
-        self.d_model, self.norm_first, self.activation_name = d_model, norm_first, activation
-        self.activation = _activation(activation)
+        self.norm_first = norm_first
         self.self_attn = MultiHeadAttention(d_model, num_heads, bias=bias, dropout=dropout)
-        self.linear1 = nn.Linear(d_model, dim_feedforward, bias=bias)
-        self.dropout = nn.Dropout(dropout)
-        self.linear2 = nn.Linear(dim_feedforward, d_model, bias=bias)
+        self._init_feed_forward(d_model, dim_feedforward, dropout, activation, bias)
         self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
         self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
         self.dropout1, self.dropout2 = nn.Dropout(dropout), nn.Dropout(dropout)
@@ -133,13 +138,10 @@ class DecoderLayer(_FeedForwardMixin, nn.Module):
                  activation: str = "relu", norm_first: bool = False, layer_norm_eps: float = 1e-5,
                  bias: bool = True):
         super().__init__()
-        self.d_model, self.norm_first, self.activation_name = d_model, norm_first, activation
-        self.activation = _activation(activation)
+        self.norm_first = norm_first
         self.self_attn = MultiHeadAttention(d_model, num_heads, bias=bias, dropout=dropout)
         self.multihead_attn = MultiHeadAttention(d_model, num_heads, bias=bias, dropout=dropout)
-        self.linear1 = nn.Linear(d_model, dim_feedforward, bias=bias)
-        self.dropout = nn.Dropout(dropout)
-        self.linear2 = nn.Linear(dim_feedforward, d_model, bias=bias)
+        self._init_feed_forward(d_model, dim_feedforward, dropout, activation, bias)
         self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
         self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
         self.norm3 = nn.LayerNorm(d_model, eps=layer_norm_eps, bias=bias)
