@@ -262,7 +262,7 @@ class Recipe:
 
 @dataclass
 class TrainResult:
-    """The restart with the lowest training loss, and every restart's numbers."""
+    """The kept restart (lowest training loss, or validation error with ``select="val"``), every restart's numbers."""
 
     model: MemN2N
     best: int
@@ -285,9 +285,13 @@ def _clip_per_restart(params: list[Tensor], max_norm: float) -> None:
 
 
 def train_memn2n(train: Batch, val: Batch, vocab_size: int, recipe: Recipe = Recipe(), restarts: int = 3,
-                 generator: torch.Generator | None = None, desc: str = "MemN2N") -> TrainResult:
+                 generator: torch.Generator | None = None, desc: str = "MemN2N", *,
+                 select: str = "train_loss") -> TrainResult:
     """Train ``restarts`` memory networks from different random starts at once; keep the one with the lowest
     training loss (the paper picks the best of 10 runs by training error).
+
+    ``select="val"`` keeps instead the restart with the lowest validation error (ties: lowest validation loss),
+    which guards against a restart that has memorised the training questions.
 
     The restarts run as one batch: their weights are stacked on a leading axis and `read_memory` broadcasts
     over it. Each restart sees its own batch order and its own random empty memories; they share only the
@@ -295,6 +299,8 @@ def train_memn2n(train: Batch, val: Batch, vocab_size: int, recipe: Recipe = Rec
     """
     if restarts < 1:
         raise ValueError(f"restarts: expected at least 1, got {restarts}")
+    if select not in ("train_loss", "val"):
+        raise ValueError(f"select: expected 'train_loss' or 'val', got {select!r}")
     models = [MemN2N(vocab_size, recipe.embed_dim, recipe.hops, recipe.memory_size,
                      position_encoding=recipe.position_encoding, temporal_encoding=recipe.temporal_encoding)
               for _ in range(restarts)]
@@ -342,6 +348,7 @@ def train_memn2n(train: Batch, val: Batch, vocab_size: int, recipe: Recipe = Rec
     try:
         history, linear_done = _schedule(recipe, epoch, losses, val, desc)
         train_loss = losses(train, linear=False).tolist()
+        val_loss = losses(val, linear=False).tolist()
     finally:
         torch.set_num_threads(threads)
     for r, model in enumerate(models):
@@ -349,8 +356,12 @@ def train_memn2n(train: Batch, val: Batch, vocab_size: int, recipe: Recipe = Rec
             for name, p in model.named_parameters():
                 p.copy_(params[name][r])
         model.eval()
-    best = min(range(restarts), key=train_loss.__getitem__)
-    return TrainResult(models[best], best, train_loss, [m.error(val) for m in models], linear_done, history)
+    val_error = [m.error(val) for m in models]
+    if select == "val":
+        best = min(range(restarts), key=lambda r: (val_error[r], val_loss[r]))
+    else:
+        best = min(range(restarts), key=train_loss.__getitem__)
+    return TrainResult(models[best], best, train_loss, val_error, linear_done, history)
 
 
 def _schedule(recipe: Recipe, epoch, losses, val: Batch, desc: str) -> tuple[list[list[float]], int]:
