@@ -8,6 +8,8 @@ table of position vectors works about as well. Shape legend: ``(batch, n, d_mode
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import math
 
 import torch
@@ -53,7 +55,7 @@ def shift_matrix(k: int, d_model: int, base: float = 10000.0) -> Tensor:
     return matrix
 
 
-class _PositionalEncoding(nn.Module):
+class _PositionalEncoding(nn.Module, ABC):
     """Shared entry check: add a ``(n, d_model)`` position table to ``x`` of shape ``(batch, n, d_model)``."""
 
     def __init__(self, d_model: int, max_len: int, dropout: float):
@@ -62,8 +64,9 @@ class _PositionalEncoding(nn.Module):
         self.d_model, self.max_len = d_model, max_len
         self.dropout = nn.Dropout(dropout)
 
+    @abstractmethod
     def table(self, n: int) -> Tensor:
-        raise NotImplementedError
+        """The ``(n, d_model)`` table of positions 0..n-1."""
 
     def forward(self, x: Tensor) -> Tensor:
         check_tensor("x", x)

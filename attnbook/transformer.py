@@ -60,6 +60,19 @@ def _copy_linear_and_norms(new: nn.Module, module: nn.Module, names: Sequence[st
                 target.bias.copy_(source.bias)
 
 
+def _layer_from_reference(cls: type, module: nn.Module, reference: type, copied: Sequence[str]) -> nn.Module:
+    """Build ``cls`` with ``module``'s sizes and copy its self-attention and the named linear/norm layers."""
+    if not isinstance(module, reference):
+        raise TypeError(f"module: expected torch.nn.{reference.__name__}, got {type(module).__name__}")
+    attn = module.self_attn
+    new = cls(attn.embed_dim, attn.num_heads, module.linear1.out_features, module.dropout.p,
+              _reference_activation(module), module.norm_first, module.norm1.eps,
+              bias=module.linear1.bias is not None)
+    new.self_attn = MultiHeadAttention.from_reference(attn)
+    _copy_linear_and_norms(new, module, copied)
+    return new
+
+
 class _FeedForwardMixin:
     """The position-wise feed-forward block FFN(x) = act(x W₁ + b₁) W₂ + b₂ shared by both layer types."""
 
@@ -114,14 +127,7 @@ class EncoderLayer(_FeedForwardMixin, nn.Module):
     @classmethod
     def from_reference(cls, module: nn.TransformerEncoderLayer) -> "EncoderLayer":
         """Copy a `torch.nn.TransformerEncoderLayer` (build it with ``batch_first=True`` to compare outputs)."""
-        if not isinstance(module, nn.TransformerEncoderLayer):
-            raise TypeError(f"module: expected torch.nn.TransformerEncoderLayer, got {type(module).__name__}")
-        attn = module.self_attn
-        new = cls(attn.embed_dim, attn.num_heads, module.linear1.out_features, module.dropout.p,
-                  _reference_activation(module), module.norm_first, module.norm1.eps,
-                  bias=module.linear1.bias is not None)
-        new.self_attn = MultiHeadAttention.from_reference(attn)
-        _copy_linear_and_norms(new, module, ("linear1", "linear2", "norm1", "norm2"))
+        new = _layer_from_reference(cls, module, nn.TransformerEncoderLayer, ("linear1", "linear2", "norm1", "norm2"))
         return new.to(module.linear1.weight.dtype)
 
 
@@ -179,15 +185,9 @@ class DecoderLayer(_FeedForwardMixin, nn.Module):
     @classmethod
     def from_reference(cls, module: nn.TransformerDecoderLayer) -> "DecoderLayer":
         """Copy a `torch.nn.TransformerDecoderLayer` (build it with ``batch_first=True`` to compare outputs)."""
-        if not isinstance(module, nn.TransformerDecoderLayer):
-            raise TypeError(f"module: expected torch.nn.TransformerDecoderLayer, got {type(module).__name__}")
-        attn = module.self_attn
-        new = cls(attn.embed_dim, attn.num_heads, module.linear1.out_features, module.dropout.p,
-                  _reference_activation(module), module.norm_first, module.norm1.eps,
-                  bias=module.linear1.bias is not None)
-        new.self_attn = MultiHeadAttention.from_reference(attn)
+        new = _layer_from_reference(cls, module, nn.TransformerDecoderLayer,
+                                    ("linear1", "linear2", "norm1", "norm2", "norm3"))
         new.multihead_attn = MultiHeadAttention.from_reference(module.multihead_attn)
-        _copy_linear_and_norms(new, module, ("linear1", "linear2", "norm1", "norm2", "norm3"))
         return new.to(module.linear1.weight.dtype)
 
 
