@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from attnbook import repro
 from attnbook.core import attention, check_mask, dot_score
 from attnbook.data.babi import Batch
 from attnbook.errors import ShapeError, check_ndim, check_tensor
@@ -343,14 +344,10 @@ def train_memn2n(train: Batch, val: Batch, vocab_size: int, recipe: Recipe = Rec
             total += loss.detach().sum(1)
         return (total / len(train)).tolist()
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the matrices are tiny: a second thread costs more in synchronisation than it saves
-    try:
+    with repro.threads(1):  # the matrices are tiny: a second thread costs more than it saves
         history, linear_done = _schedule(recipe, epoch, losses, val, desc)
         train_loss = losses(train, linear=False).tolist()
         val_loss = losses(val, linear=False).tolist()
-    finally:
-        torch.set_num_threads(threads)
     for r, model in enumerate(models):
         with torch.no_grad():
             for name, p in model.named_parameters():
