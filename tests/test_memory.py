@@ -13,6 +13,7 @@ from attnbook.core import attention, dot_score
 from attnbook.data.babi import Vocab, generate_task, parse_babi, vectorize
 from attnbook.errors import DTypeError, ShapeError
 from attnbook.memory import (
+    POSITION_SCALE,
     MemN2N,
     Recipe,
     add_empty_memories,
@@ -42,11 +43,13 @@ def random_story(generator, batch=4, slots=7, words=5, vocab=11):
 
 
 def naive_sentence(matrix, tokens, position):
-    """Σ_j l_j ⊙ E x_j for one sentence, with J its own number of words (paper, section 4.1)."""
+    """Σ_j s l_j ⊙ E x_j for one sentence, with J its own number of words (paper, section 4.1) and s the
+    model's `POSITION_SCALE` (1 without position encoding, where l_j = 1)."""
     words = [t for t in tokens.tolist() if t != 0]
     if not words:
         return torch.zeros(matrix.shape[1])
-    pe = position_encoding(len(words), matrix.shape[1]) if position else torch.ones(len(words), matrix.shape[1])
+    pe = (POSITION_SCALE * position_encoding(len(words), matrix.shape[1]) if position
+          else torch.ones(len(words), matrix.shape[1]))
     return sum(pe[j] * matrix[w] for j, w in enumerate(words))
 
 
