@@ -23,7 +23,7 @@ PACKAGE_SOURCES := $(shell find attnbook -name '*.py' -not -path '*/__pycache__/
 VENDORED := site/vendor/.vendored.json
 CACHE_STAMP := _build/.attnbook-sources.stamp
 
-.PHONY: venv vendor book test unit notebooks browser bench budget lab clean distclean
+.PHONY: venv vendor book test unit notebooks notebooks-generated browser bench budget lab clean distclean
 
 venv: $(VENV)/.installed
 
@@ -50,14 +50,19 @@ $(CACHE_STAMP): $(PACKAGE_SOURCES) $(VENV)/.installed Makefile
 book: $(VENV)/.installed $(VENDORED) $(CACHE_STAMP)
 	$(BIN)/jupyter-book build . -W --keep-going
 
-# The whole suite: unit and property tests, every chapter through nbval, the -W site build, the browser test.
-test: unit notebooks book browser
+# The whole suite: unit and property tests, every chapter through nbval (with the real data, then with the
+# generated fallback), the -W site build, the browser test.
+test: unit notebooks notebooks-generated book browser
 
 unit: venv
 	$(BIN)/pytest tests -m "not browser" -n $(WORKERS) -q
 
 notebooks: venv
 	$(BIN)/pytest --nbval-lax -n $(WORKERS) --dist loadfile -q chapters/
+
+# Every chapter again with ATTNBOOK_DATA empty: the generated data a reader without the real sets gets.
+notebooks-generated: venv
+	ATTNBOOK_DATA= $(BIN)/pytest --nbval-lax -n $(WORKERS) --dist loadfile -q chapters/
 
 browser: book
 	ATTNBOOK_REQUIRE_BROWSER=1 $(BIN)/pytest tests/test_site_browser.py -m browser -q

@@ -1,6 +1,7 @@
 """Tests of the pretraining data: corpus, tokenizer, masked-LM masking statistics, next-sentence pairs."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -175,6 +176,19 @@ def test_scrambled_lines_keep_words_change_order(speeches):
     assert sum(t in originals for t in shuffled) < 0.05 * len(shuffled)
     with pytest.raises(ValueError, match="lines"):
         scrambled_lines(["too short"], 4)
+
+
+def test_reversed_lines_read_backwards(speeches):
+    lines = [line for _, lines in speeches for line in lines]
+    texts, labels = scrambled_lines(lines, 300, scramble="reverse", generator=torch.Generator().manual_seed(1))
+    originals = {" ".join(re.sub(r"[^\w' ]", " ", line).lower().split()) for line in lines}
+    assert labels.sum() == 150
+    for text, label in zip(texts, labels.tolist()):
+        forwards = text if label else " ".join(reversed(text.split()))
+        assert forwards in originals
+        assert label or text != forwards, "a reversed line differs from its original"
+    with pytest.raises(ValueError, match="scramble"):
+        scrambled_lines(lines, 4, scramble="sort")
 
 
 def test_mirror_task_answers_lie_to_the_right():

@@ -242,16 +242,25 @@ def next_sentence_pairs(
     return first, second, torch.tensor(labels)
 
 
-def scrambled_lines(
-    lines: list[str], n: int, min_words: int = 5, generator: torch.Generator | None = None
-) -> tuple[list[str], Tensor]:
-    """A downstream task: is a line in its original word order (label 1) or with its words shuffled (0)?
+SCRAMBLES = ("shuffle", "reverse")
 
-    Punctuation is removed and text lower-cased, so word order is the only clue; half the lines are shuffled,
-    always into an order different from the original.
+
+def scrambled_lines(
+    lines: list[str], n: int, min_words: int = 5, scramble: str = "shuffle",
+    generator: torch.Generator | None = None,
+) -> tuple[list[str], Tensor]:
+    """A downstream task: is a line in its original word order (label 1) or scrambled (0)?
+
+    ``scramble="shuffle"`` permutes the words at random; ``"reverse"`` reads them backwards, which leaves each
+    pair of neighbours together, so only the direction of the language gives it away. Punctuation is removed
+    and text lower-cased, so word order is the only clue; half the lines are scrambled, always into an order
+    different from the original (lines that read the same backwards are never drawn for ``"reverse"``).
     """
+    if scramble not in SCRAMBLES:
+        raise ValueError(f"scramble: expected one of {SCRAMBLES}, got {scramble!r}")
     rng = random.Random(int(torch.randint(2**31, (1,), generator=generator)))
-    pool = [w for w in (re.sub(r"[^\w' ]", " ", line).lower().split() for line in lines) if len(w) >= min_words]
+    pool = [w for w in (re.sub(r"[^\w' ]", " ", line).lower().split() for line in lines)
+            if len(w) >= min_words and (scramble == "shuffle" or w != w[::-1])]
     if not pool:
         raise ValueError(f"lines: expected lines with at least {min_words} words, found none")
     labels = [1] * (n // 2) + [0] * (n - n // 2)
@@ -259,7 +268,9 @@ def scrambled_lines(
     texts = []
     for label in labels:
         words = list(rng.choice(pool))
-        if not label:
+        if not label and scramble == "reverse":
+            words.reverse()
+        elif not label:
             original = list(words)
             while words == original:
                 rng.shuffle(words)
