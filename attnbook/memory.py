@@ -124,15 +124,39 @@ def memory_vectors(embeddings: Tensor, temporal: Tensor | None, stories: Tensor,
     return memory
 
 
+def fill_memory(memory: Tensor, memory_mask: Tensor, slots: int) -> tuple[Tensor, Tensor]:
+    """The paper's released code's fixed memory buffer: ``slots`` slots, every one attended.
+
+    memory ``(..., K+1, B, M, d)`` with M ≤ slots, memory_mask ``(..., B, M)`` → memory ``(..., K+1, B, slots, d)``
+    and an all-True mask ``(..., B, slots)``. The slots after a story's last sentence are *empty memories*: in
+    MemN2N-babi-matlab (and its Python port) every word of them, the time word included, is the nil word,
+    whose embedding is held at zero, so their keys and values are zero vectors (score 0, adding nothing to
+    o). The softmax then puts some weight on "nothing", the more so the shorter the story. Only zeros are
+    appended: no bag of words is computed for the empty slots.
+    """
+    length = memory.shape[-2]
+    if length > slots:
+        raise ShapeError(f"memory: expected at most {slots} slots, got shape {tuple(memory.shape)}")
+    memory = memory * memory_mask[..., None, :, :, None]  # padding slots: zero, temporal vector included
+    empty = memory.new_zeros(*memory.shape[:-2], slots - length, memory.shape[-1])
+    full = torch.ones(*memory_mask.shape[:-1], slots, dtype=torch.bool)
+    return torch.cat([memory, empty], dim=-2), full
+
+
 def read_memory(embeddings: Tensor, temporal: Tensor | None, stories: Tensor, queries: Tensor,
-                memory_mask: Tensor, position: bool = True, linear: bool = False) -> tuple[Tensor, Tensor]:
+                memory_mask: Tensor, position: bool = True, linear: bool = False,
+                fill_to: int | None = None) -> tuple[Tensor, Tensor]:
     """The K-hop forward pass on explicit weights (so that several restarts can run as one batch).
 
     embeddings ``(..., K+1, V, d)``, temporal ``(..., K+1, M, d)`` or None, stories ``(..., B, M, J)``,
     queries ``(..., B, J_q)``, memory_mask ``(..., B, M)`` → logits ``(..., B, V)``, attention ``(..., B, K, M)``.
+    With ``fill_to = S`` the memory is the released code's fixed buffer of S slots (`fill_memory`): padding
+    becomes empty memories that are attended, and the attention is ``(..., B, K, S)``.
     """
     hops = embeddings.shape[-3] - 1
     memory = memory_vectors(embeddings, temporal, stories, position)  # (..., K+1, B, M, d)
+    if fill_to is not None:
+        memory, memory_mask = fill_memory(memory, memory_mask, fill_to)  # (..., K+1, B, S, d), (..., B, S)
     u = embed_sentences(embeddings[..., :1, :, :], queries, position)[..., 0, :, None, :]  # (..., B, 1, d)
     mask = memory_mask[..., :, None, :]  # (..., B, 1, M)
     weights = []
@@ -149,19 +173,25 @@ class MemN2N(nn.Module):
 
     ``forward(stories (B, M, J), queries (B, J_q), memory_mask (B, M), linear=False)`` returns answer logits
     ``(B, V)`` and the attention of every hop ``(B, K, M)``. ``memory_mask`` is True on real memory slots
-    (sentences and, in training, the empty memories of random noise); padding slots get zero attention.
+    (sentences and, in training, the empty memories of random noise); padding slots get zero attention (by default).
     ``linear=True`` is the paper's linear start: the softmax of every hop is removed.
     ``embeddings[0]`` is B = A¹, ``embeddings[k]`` is C^k = A^{k+1}, ``embeddings[K]`` is C^K = Wᵀ;
     ``temporal`` holds T_A/T_C tied the same way.
+
+    ``fill_memory=True`` reads the released code's fixed buffer instead (`fill_memory`): all ``memory_size``
+    slots are attended, those after the story's last sentence as empty (zero) memories, and the attention is
+    ``(B, K, memory_size)``. It is off by default: masked padding makes a story's answer independent of how
+    far it is padded, and the attention a distribution over its sentences only.
     """
 
     def __init__(self, vocab_size: int, embed_dim: int = 20, hops: int = 3, memory_size: int = 50, *,
-                 position_encoding: bool = True, temporal_encoding: bool = True, init_std: float = 0.1):
+                 position_encoding: bool = True, temporal_encoding: bool = True, init_std: float = 0.1,
+                 fill_memory: bool = False):
         super().__init__()
         if hops < 1:
             raise ValueError(f"hops: expected at least one hop, got {hops}")
         self.vocab_size, self.embed_dim, self.hops, self.memory_size = vocab_size, embed_dim, hops, memory_size
-        self.use_position = position_encoding
+        self.use_position, self.fill_memory = position_encoding, fill_memory
         self.embeddings = nn.Parameter(torch.randn(hops + 1, vocab_size, embed_dim) * init_std)
         self.temporal = (nn.Parameter(torch.randn(hops + 1, memory_size, embed_dim) * init_std)
                          if temporal_encoding else None)
@@ -177,7 +207,8 @@ class MemN2N(nn.Module):
     def forward(self, stories: Tensor, queries: Tensor, memory_mask: Tensor,
                 linear: bool = False) -> tuple[Tensor, Tensor]:
         self._check(stories, queries, memory_mask)
-        return read_memory(self.embeddings, self.temporal, stories, queries, memory_mask, self.use_position, linear)
+        return read_memory(self.embeddings, self.temporal, stories, queries, memory_mask, self.use_position, linear,
+                           self.memory_size if self.fill_memory else None)
 
     def _check(self, stories: Tensor, queries: Tensor, memory_mask: Tensor) -> None:
         check_tensor("stories", stories)
@@ -251,7 +282,9 @@ class Recipe:
     removed, learning rate ``linear_lr``, until the validation loss stops falling (no new minimum for
     ``linear_patience`` epochs; at most ``linear_epochs``); then the softmax is back for ``epochs`` epochs.
     ``noise`` is the rate of random empty memories during training. ``optimizer="adam"`` swaps SGD for Adam
-    (Kingma & Ba 2015) with the same schedule, which needs fewer epochs.
+    (Kingma & Ba 2015) with the same schedule, which needs fewer epochs. ``fill_memory`` trains (and keeps)
+    models that read the released code's fixed buffer (`MemN2N`, `fill_memory`) of
+    ``min(memory_size, slots of the training batch)`` slots, the code's ``min(50, longest story)``.
     """
 
     embed_dim: int = 20
@@ -270,6 +303,7 @@ class Recipe:
     optimizer: str = "sgd"
     position_encoding: bool = True
     temporal_encoding: bool = True
+    fill_memory: bool = False
 
 
 @dataclass
@@ -313,8 +347,9 @@ def train_memn2n(train: Batch, val: Batch, vocab_size: int, recipe: Recipe = Rec
         raise ValueError(f"restarts: expected at least 1, got {restarts}")
     if select not in ("train_loss", "val"):
         raise ValueError(f"select: expected 'train_loss' or 'val', got {select!r}")
-    models = [MemN2N(vocab_size, recipe.embed_dim, recipe.hops, recipe.memory_size,
-                     position_encoding=recipe.position_encoding, temporal_encoding=recipe.temporal_encoding)
+    memory_size = min(recipe.memory_size, train.stories.shape[1]) if recipe.fill_memory else recipe.memory_size
+    models = [MemN2N(vocab_size, recipe.embed_dim, recipe.hops, memory_size, position_encoding=recipe.position_encoding,
+                     temporal_encoding=recipe.temporal_encoding, fill_memory=recipe.fill_memory)
               for _ in range(restarts)]
     params = {name: torch.stack([dict(m.named_parameters())[name].detach() for m in models]).requires_grad_()
               for name, _ in models[0].named_parameters()}
@@ -325,7 +360,7 @@ def train_memn2n(train: Batch, val: Batch, vocab_size: int, recipe: Recipe = Rec
 
     def forward(stories: Tensor, queries: Tensor, mask: Tensor, linear: bool) -> Tensor:
         return read_memory(params["embeddings"], params.get("temporal"), stories, queries, mask,
-                           recipe.position_encoding, linear)[0]
+                           recipe.position_encoding, linear, memory_size if recipe.fill_memory else None)[0]
 
     def losses(batch: Batch, linear: bool) -> Tensor:
         """Mean cross-entropy of each restart on a fixed batch: ``(restarts,)``."""

@@ -20,6 +20,7 @@ from attnbook.memory import (
     attention_on_facts,
     bag_of_words,
     embed_sentences,
+    fill_memory,
     hop,
     position_encoding,
     train_memn2n,
@@ -181,6 +182,67 @@ def test_extra_padding_slots_change_nothing(extra, seed):
     logits2, weights2 = model(padded, queries, padded_mask)
     torch.testing.assert_close(logits2, logits, **TOL)
     torch.testing.assert_close(weights2[..., :7], weights, **TOL)
+
+
+# ------------------------------------------------------------------------------------------- fixed buffer
+
+
+def test_filled_memory_attends_empty_slots_as_zero_memories():
+    """The released code's buffer by hand: pad the story to memory_size slots, zero the vectors of every slot
+    after its last sentence (temporal ones too: their words are all nil), and mask nothing."""
+    g = torch.Generator().manual_seed(5)
+    model = MemN2N(11, embed_dim=6, hops=3, memory_size=10, init_std=0.5, fill_memory=True)
+    stories, queries, mask = random_story(g)  # 7 slots, ragged stories
+    logits, weights = model(stories, queries, mask)
+    assert logits.shape == (4, 11) and weights.shape == (4, 3, 10)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(4, 3))
+    assert weights[..., 7:].gt(0).all()  # empty slots receive attention
+    with torch.no_grad():
+        memory = model.memories(torch.cat([stories, torch.zeros(4, 3, 5, dtype=torch.long)], 1))  # (K+1, 4, 10, d)
+        real = torch.cat([mask, torch.zeros(4, 3, dtype=torch.bool)], 1)
+        memory = memory * real[None, :, :, None]
+        u = model.embed(queries)[0, :, None, :]
+        expected = []
+        for k in range(3):
+            o, p = attention(u, memory[k], memory[k + 1], score="dot")
+            u = u + o
+            expected.append(p)
+        ref_logits = u[:, 0] @ model.embeddings[3].T
+    torch.testing.assert_close(weights, torch.cat(expected, 1), **TOL)
+    torch.testing.assert_close(logits, ref_logits, **TOL)
+
+
+def test_filled_memory_ignores_how_far_the_batch_is_padded():
+    g = torch.Generator().manual_seed(6)
+    model = MemN2N(11, embed_dim=6, hops=2, memory_size=12, init_std=0.5, fill_memory=True)
+    stories, queries, mask = random_story(g)
+    logits, weights = model(stories, queries, mask)
+    padded = torch.cat([stories, torch.zeros(4, 3, stories.shape[-1], dtype=torch.long)], 1)
+    logits2, weights2 = model(padded, queries, torch.cat([mask, torch.zeros(4, 3, dtype=torch.bool)], 1))
+    torch.testing.assert_close(logits2, logits, **TOL)
+    torch.testing.assert_close(weights2, weights, **TOL)
+
+
+def test_fill_memory_shapes_and_errors():
+    memory, mask = torch.randn(3, 4, 7, 6), torch.arange(7) < torch.tensor([[2], [7], [1], [4]])
+    filled, full = fill_memory(memory, mask, 9)
+    assert filled.shape == (3, 4, 9, 6) and full.shape == (4, 9) and full.all()
+    torch.testing.assert_close(filled[:, :, :7], memory * mask[None, :, :, None])
+    assert filled[:, :, 7:].eq(0).all()
+    with pytest.raises(ShapeError, match="at most 5 slots"):
+        fill_memory(memory, mask, 5)
+
+
+def test_training_with_a_filled_memory_keeps_the_buffer_for_evaluation():
+    batch = small_batch()
+    recipe = Recipe(hops=2, epochs=1, linear_epochs=1, optimizer="adam", fill_memory=True)
+    result = train_memn2n(batch[torch.arange(30)], batch[torch.arange(30, 40)], 50, recipe, 2,
+                          torch.Generator().manual_seed(0))
+    assert result.model.fill_memory and result.model.memory_size == batch.stories.shape[1]
+    _, weights = result.model.answer(batch)
+    assert weights.shape == (40, 2, batch.stories.shape[1])
+    assert weights.masked_select(~batch.memory_mask[:, None, :]).gt(0).all()  # empty slots are read
+    assert not train_memn2n(batch, batch, 50, Recipe(hops=1, epochs=1, linear_start=False), 1).model.fill_memory
 
 
 # ------------------------------------------------------------------------------------------- noise
