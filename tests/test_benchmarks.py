@@ -1,4 +1,4 @@
-"""The paper benchmarks end with the JSON line their callers parse: a tiny run of each, end to end."""
+"""The bAbI table ends with the JSON line its callers parse: a tiny run of it, end to end."""
 
 import json
 import subprocess
