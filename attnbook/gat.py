@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnbook.core import attention
+from attnbook.core import attention, edge_attention, segment_softmax  # noqa: F401 (segment_softmax re-exported)
 from attnbook import repro
 from attnbook.errors import DTypeError, ShapeError, check_ndim, check_tensor
 from attnbook.train import progress
@@ -66,20 +66,6 @@ def dense_adjacency(edge_index: Tensor, num_nodes: int, self_loops: bool = True)
     if self_loops:
         mask.fill_diagonal_(True)
     return mask
-
-
-def segment_softmax(scores: Tensor, index: Tensor, num_nodes: int) -> Tensor:
-    """Softmax of ``scores`` (E, ...) over the edges that share a target ``index`` (E,): (E, ...).
-
-    The per-target maximum is subtracted first (as the dense softmax does), so large scores do not overflow.
-    """
-    shape = (num_nodes, *scores.shape[1:])
-    expanded = index.view(-1, *[1] * (scores.ndim - 1)).expand_as(scores)
-    maximum = torch.full(shape, -math.inf, dtype=scores.dtype, device=scores.device)
-    maximum = maximum.scatter_reduce(0, expanded, scores.detach(), reduce="amax", include_self=True)
-    exp = (scores - maximum[index]).exp()
-    total = torch.zeros(shape, dtype=scores.dtype, device=scores.device).index_add_(0, index, exp)
-    return exp / total[index]
 
 
 def neighbourhood_entropy(alpha: Tensor, index: Tensor, num_nodes: int) -> Tensor:
@@ -217,10 +203,8 @@ class GATLayer(nn.Module):
         src, dst = edges
         term_src, term_dst = self.score.node_terms(h)  # (N, H) each
         scores = F.leaky_relu(term_src[src] + term_dst[dst], self.score.negative_slope)  # (E', H)
-        alpha = segment_softmax(scores, dst, n)
-        dropped = F.dropout(alpha, self.dropout, training=self.training)
-        messages = dropped.unsqueeze(-1) * h[src]  # (E', H, C)
-        out = self.combine(torch.zeros_like(h).index_add_(0, dst, messages))
+        out, alpha = edge_attention(scores, h[src], dst, n, self.dropout, self.training)  # (N, H, C), (E', H)
+        out = self.combine(out)
         return (out, (edges, alpha)) if return_attention_weights else out
 
     def forward_dense(self, x: Tensor, adjacency: Tensor) -> tuple[Tensor, Tensor]:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnbook import repro
-from attnbook.core import attention, check_mask, dot_score
+from attnbook.core import attention, check_mask
 from attnbook.data.babi import Batch
 from attnbook.errors import ShapeError, check_ndim, check_tensor
 from attnbook.train import progress
@@ -92,12 +92,10 @@ def hop(u: Tensor, keys: Tensor, values: Tensor, mask: Tensor, linear: bool = Fa
     """One memory read: ``u (..., 1, d)`` attends over ``keys, values (..., M, d)``; returns ``(o, p)``.
 
     With softmax it is exactly `attnbook.core.attention` with dot scores, ``p = softmax(uᵀ m_i)``. In linear
-    start the weights are the raw dot scores (`attnbook.core.dot_score`), zero on masked slots.
+    start the core skips the normalisation (``normalize="none"``): the weights are the raw dot scores, zero on
+    masked slots.
     """
-    if linear:
-        weights = dot_score(u, keys).masked_fill(~mask, 0.0)
-        return weights @ values, weights
-    return attention(u, keys, values, mask=mask, score="dot")
+    return attention(u, keys, values, mask=mask, score="dot", normalize="none" if linear else "softmax")
 
 
 def embed_sentences(embeddings: Tensor, tokens: Tensor, position: bool = True) -> Tensor:

@@ -16,9 +16,13 @@ from attnbook.core import (
     attention,
     causal_mask,
     cosine_score,
+    dot_score,
+    edge_attention,
     key_mask,
     masked_softmax,
     padding_mask,
+    scaled_dot_score,
+    segment_softmax,
 )
 from attnbook.errors import DTypeError, ShapeError
 
@@ -313,6 +317,67 @@ def test_error_multihead_shapes():
 def test_scaled_dot_has_unit_variance_for_unit_inputs():
     g = torch.Generator().manual_seed(9)
     d = 256
-    q, k = torch.randn(2000, d, generator=g), torch.randn(2000, d, generator=g)
-    variance = ((q * k).sum(-1) / math.sqrt(d)).var().item()
-    assert abs(variance - 1.0) < 0.1  # Var(q·k) = d for unit-variance components, so /√d gives 1
+    q, k = torch.randn(2000, 1, d, generator=g), torch.randn(2000, 1, d, generator=g)
+    scaled, plain = scaled_dot_score(q, k), dot_score(q, k)  # (2000, 1, 1) each
+    assert abs(scaled.var().item() - 1.0) < 0.1  # Var(q·k) = d for unit-variance components, so /√d gives 1
+    assert abs(plain.var().item() / d - 1.0) < 0.1  # the unscaled score's variance grows with d
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Normalisation choices and the edge-list form.
+
+
+def test_normalize_none_and_mean_follow_their_definitions():
+    g = torch.Generator().manual_seed(4)
+    q, k, v = torch.randn(2, 3, 5, generator=g), torch.randn(2, 4, 5, generator=g), torch.randn(2, 4, 6, generator=g)
+    mask = torch.rand(2, 3, 4, generator=g) > 0.4
+    mask[0, 1] = False  # one fully masked row
+    scores = dot_score(q, k)
+    out, w = attention(q, k, v, mask=mask, score="dot", normalize="none")
+    torch.testing.assert_close(w, scores * mask)
+    torch.testing.assert_close(out, (scores * mask) @ v)
+    _, w_mean = attention(q, k, v, mask=mask, score="dot", normalize="mean")
+    count = mask.sum(-1, keepdim=True).clamp_min(1)
+    torch.testing.assert_close(w_mean, scores * mask / count)
+    assert (w_mean[0, 1] == 0).all() and torch.isfinite(w_mean).all()
+    _, w_unmasked = attention(q, k, v, score="dot", normalize="mean")
+    torch.testing.assert_close(w_unmasked, scores / 4)
+    custom = lambda s, m: torch.sigmoid(s)  # noqa: E731  (any callable (scores, mask) -> weights)
+    _, w_custom = attention(q, k, v, score="dot", normalize=custom)
+    torch.testing.assert_close(w_custom, torch.sigmoid(scores))
+
+
+def test_error_unknown_normalize():
+    q = torch.randn(1, 2, 3)
+    with pytest.raises(ValueError, match="normalize: expected one of"):
+        attention(q, q, q, normalize="sparsemax")
+    with pytest.raises(TypeError, match="normalize: expected a name or a callable"):
+        attention(q, q, q, normalize=3)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 7), heads=st.integers(1, 3), d=st.integers(1, 5), seed=st.integers(0, 10_000))
+def test_edge_attention_equals_dense_masked_attention(n, heads, d, seed):
+    g = torch.Generator().manual_seed(seed)
+    adjacency = torch.rand(n, n, generator=g) > 0.5  # adjacency[i, j]: i attends j; some rows empty
+    dst, src = adjacency.nonzero(as_tuple=True)
+    scores_dense = torch.randn(heads, n, n, generator=g, dtype=torch.float64)
+    values = torch.randn(heads, n, d, generator=g, dtype=torch.float64)
+    dense_out, dense_w = attention(values, values, values, mask=adjacency, score=lambda q, k: scores_dense)
+    out, w = edge_attention(scores_dense[:, dst, src].T, values[:, src].transpose(0, 1), dst, n)
+    torch.testing.assert_close(w, dense_w[:, dst, src].T)  # (E, H)
+    torch.testing.assert_close(out, dense_out.transpose(0, 1))  # (N, H, d); nodes with no edge get zeros
+
+
+def test_segment_softmax_is_stable_and_errors_are_named():
+    scores = torch.tensor([1000.0, 1001.0, -5.0])
+    w = segment_softmax(scores, torch.tensor([0, 0, 1]), 2)
+    torch.testing.assert_close(w, torch.tensor([1 / (1 + math.e), math.e / (1 + math.e), 1.0]))
+    with pytest.raises(ShapeError, match=r"index: expected shape \(3,\)"):
+        segment_softmax(scores, torch.tensor([0, 1]), 2)
+    with pytest.raises(DTypeError, match="index: expected dtype torch.int64"):
+        segment_softmax(scores, torch.tensor([0.0, 1.0, 1.0]), 2)
+    with pytest.raises(ValueError, match=r"index: expected targets in \[0, 2\)"):
+        segment_softmax(scores, torch.tensor([0, 1, 2]), 2)
+    with pytest.raises(ShapeError, match="values: expected shape"):
+        edge_attention(scores, torch.zeros(2, 4), torch.tensor([0, 0, 1]), 2)
