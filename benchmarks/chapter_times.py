@@ -24,8 +24,8 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = ROOT / "chapters"
 # Seconds each chapter may take when it runs alone on 2 CPU cores; keyed by the chapter number.
-BUDGET_S = {"01": 90.0, "02": 60.0, "03": 120.0, "04": 120.0, "05": 90.0, "06": 120.0, "07": 90.0,
-            "08": 90.0, "09": 120.0}
+BUDGET_S = {"01": 90.0, "02": 60.0, "03": 120.0, "04": 120.0, "05": 60.0, "06": 120.0, "07": 90.0,
+            "08": 60.0, "09": 90.0, "10": 45.0}
 
 
 def budget(stem: str) -> float | None:

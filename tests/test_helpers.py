@@ -80,3 +80,14 @@ def test_check_shape():
     check_shape("t", torch.zeros(2, 3), (2, None))
     with pytest.raises(ShapeError, match=r"t: expected shape \(2, \*\), got \(2, 3, 1\)"):
         check_shape("t", torch.zeros(2, 3, 1), (2, None))
+
+
+def test_show_source_renders_the_package_code():
+    from attnbook.core import attention
+    from attnbook.source import show_source
+
+    shown = show_source(attention)._repr_markdown_()
+    assert shown.startswith("`attnbook.core.attend.attention`")
+    assert "def attention(" in shown and "normalize_fn(scores, mask)" in shown
+    with pytest.raises(TypeError, match="obj: expected a function"):
+        show_source(3)
