@@ -6,6 +6,8 @@
   configuration twice, and the second copy is a "THEBE_JS_URL has already been declared" page error.
 - Copies the widget manager's font files beside each page that holds widgets: the manager looks for them under
   `@jupyter-widgets/html-manager/dist/` relative to the page, not to its own script.
+- Adds the vendored CJK web font (Noto Sans SC, split by unicode-range) at the end of the theme's font stacks,
+  so the Chinese level names render on machines without a CJK font (`static/cjk-font.css`).
 - Falls back to loading the pinned scripts from the CDN when the page is viewed if `site/vendor_js.py` could
   vendor nothing (no npm and no network at build time); the browser test then fails, as the site is not offline.
 """
@@ -43,6 +45,9 @@ def _add_static(app: Sphinx) -> None:
     app.config.html_static_path.append(str(STATIC))
     # Priority 501: after Sphinx's inline MathJax configuration (500), whose object the bridge extends.
     app.add_js_file("mathjax2-bridge.js", priority=501)
+    if vendor_js.is_vendored():
+        app.add_css_file(vendor_js.CJK_CSS)
+        app.add_css_file("cjk-font.css")
 
 
 def _drop_repeated_scripts(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:

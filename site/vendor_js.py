@@ -1,8 +1,11 @@
 """Vendor the site's JavaScript into site/vendor/ so built pages work with no network.
 
-The pages need three things from npm, pinned in site/package.json and site/package-lock.json:
-RequireJS and @jupyter-widgets/html-manager (which draw the widgets saved in the notebooks) and MathJax 3
-(which renders the math; the SVG output needs no web fonts). With npm, `npm ci` installs exactly the locked
+The pages need four things from npm, pinned in site/package.json and site/package-lock.json:
+RequireJS and @jupyter-widgets/html-manager (which draw the widgets saved in the notebooks), MathJax 3
+(which renders the math; the SVG output needs no web fonts) and the Noto Sans SC web font from
+@fontsource/noto-sans-sc, so that the Chinese level names render on machines without a CJK font. The font is
+split by unicode-range into about a hundred small woff2 files: a page downloads only the few that hold its
+characters. With npm, `npm ci` installs exactly the locked
 versions and the needed files are copied. Without npm, the same pinned files are fetched from the jsDelivr CDN,
 which mirrors the npm registry; either way the built site serves these files itself. If the CDN cannot be
 reached either, site/vendor/ is left empty and the pages load the pinned files from the CDN when they are
@@ -13,6 +16,7 @@ site/vendor/ is Sphinx's `html_static_path` (see _config.yml), so its contents l
     requirejs/require.js
     html-manager/embed-amd.js  (+ the Font Awesome files it references, beside it)
     mathjax/tex-svg.js         (+ the components MathJax may load on demand)
+    fonts/noto-sans-sc.css     (+ files/*.woff2, the regular weight only)
 
 Usage: python site/vendor_js.py [--force]
 """
@@ -48,12 +52,16 @@ NEEDED = {
     },
 }
 FONT_FILE = re.compile(r'"([0-9a-f]{20}\.(?:woff2|woff|ttf|eot|svg))"')
+# The CJK web font: its regular-weight stylesheet, one @font-face per unicode-range subset.
+CJK_FONT = "@fontsource/noto-sans-sc"
+CJK_CSS = "fonts/noto-sans-sc.css"
+WOFF2_SRC = re.compile(r"src: url\(\./files/([\w.-]+\.woff2)\) format\('woff2'\)[^;]*;")
 
 
 def locked_versions() -> dict[str, str]:
     """The exact version of each needed package, from package-lock.json."""
     lock = json.loads((SITE / "package-lock.json").read_text())
-    return {name: lock["packages"][f"node_modules/{name}"]["version"] for name in NEEDED}
+    return {name: lock["packages"][f"node_modules/{name}"]["version"] for name in (*NEEDED, CJK_FONT)}
 
 
 def cdn_urls(versions: dict[str, str]) -> dict[str, str]:
@@ -68,7 +76,15 @@ def cdn_urls(versions: dict[str, str]) -> dict[str, str]:
 def is_vendored() -> bool:
     """Whether site/vendor holds the scripts the pages load."""
     return all((VENDOR / path).is_file() for path in
-               ("requirejs/require.js", "html-manager/embed-amd.js", "mathjax/tex-svg.js"))
+               ("requirejs/require.js", "html-manager/embed-amd.js", "mathjax/tex-svg.js", CJK_CSS))
+
+
+def cjk_stylesheet(css: str) -> tuple[str, list[str]]:
+    """Fontsource's stylesheet with woff2 sources only (the woff copies are not vendored); its font files."""
+    files = WOFF2_SRC.findall(css)
+    if not files:
+        raise ValueError(f"{CJK_FONT}: no woff2 @font-face found in its 400.css; has the package layout changed?")
+    return WOFF2_SRC.sub(lambda m: f"src: url(./files/{m.group(1)}) format('woff2');", css), files
 
 
 def copy_entry(source: Path, target: Path) -> None:
@@ -92,6 +108,11 @@ def vendor_from_npm() -> None:
     dist = MODULES / "@jupyter-widgets/html-manager/dist"
     for name in font_files(dist / "embed-amd.js"):
         copy_entry(dist / name, VENDOR / "html-manager" / name)
+    css, files = cjk_stylesheet((MODULES / CJK_FONT / "400.css").read_text(encoding="utf-8"))
+    (VENDOR / CJK_CSS).parent.mkdir(parents=True, exist_ok=True)
+    (VENDOR / CJK_CSS).write_text(css, encoding="utf-8")
+    for name in files:
+        copy_entry(MODULES / CJK_FONT / "files" / name, VENDOR / "fonts" / "files" / name)
 
 
 def fetch(url: str, target: Path) -> None:
@@ -113,6 +134,12 @@ def vendor_from_cdn(versions: dict[str, str]) -> None:
     version = versions["@jupyter-widgets/html-manager"]
     for name in font_files(embed):
         fetch(f"{CDN}/@jupyter-widgets/html-manager@{version}/dist/{name}", VENDOR / "html-manager" / name)
+    font = f"{CDN}/{CJK_FONT}@{versions[CJK_FONT]}"
+    fetch(f"{font}/400.css", VENDOR / CJK_CSS)
+    css, files = cjk_stylesheet((VENDOR / CJK_CSS).read_text(encoding="utf-8"))
+    (VENDOR / CJK_CSS).write_text(css, encoding="utf-8")
+    for name in files:
+        fetch(f"{font}/files/{name}", VENDOR / "fonts" / "files" / name)
 
 
 def main() -> int:

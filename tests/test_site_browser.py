@@ -2,7 +2,9 @@
 
 The test fails on any console error, page error, failed request or request to a host other than localhost (the
 site must work offline), and checks that figures loaded, math rendered, every widget drew, and that moving a
-widget's slider changes the figure with no kernel behind the page. It also checks that Sphinx search finds pages.
+widget's slider changes the figure with no kernel behind the page. It also checks that Sphinx search finds pages
+and that the Chinese level names are drawn with the vendored CJK web font (machines without a CJK font of their
+own, like the headless test machine, would otherwise show empty boxes).
 
 It needs the built site (`make book`, or ATTNBOOK_SITE=path/to/html) and Chromium (`/usr/bin/chromium`, or
 CHROMIUM=path). Without them it skips, unless ATTNBOOK_REQUIRE_BROWSER=1 (as `make test` sets), when it fails.
@@ -253,3 +255,23 @@ def test_front_page_and_bibliography(open_page) -> None:
     entries = page.locator("article .citation-list .citation")
     assert entries.count() == len(BIB_KEYS), f"the bibliography lists {entries.count()} of {len(BIB_KEYS)} entries"
     assert not problems.problems, "\n".join(problems.problems)
+
+
+# The CJK faces the page loaded (the vendored font is split by unicode-range: only subsets in use load).
+CJK_FACES = """async () => {
+  await document.fonts.ready;
+  return Array.from(document.fonts)
+    .filter(f => f.family.replace(/["']/g, '') === 'Noto Sans SC' && f.status === 'loaded').length;
+}"""
+
+
+def test_chinese_level_names_render_with_the_web_font(open_page) -> None:
+    for path, text in (("book/intro.html", "看山是山"), (CHAPTER, "看山看石")):
+        page, problems = open_page(path)
+        _wait_for(page, problems, "(t) => document.body.innerText.includes(t)", f"the level name on {path}", text)
+        assert page.evaluate(CJK_FACES) >= 1, f"{path}: no subset of the Noto Sans SC web font was loaded"
+        covered = page.evaluate("(t) => document.fonts.check('16px \"Noto Sans SC\"', t)", text)
+        assert covered, f"{path}: the loaded font faces do not cover {text!r}"
+        assert not problems.problems, f"{path}:\n" + "\n".join(problems.problems)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator("article h1, article h1 + p").first.screenshot(path=str(SCREENSHOTS / "level_name.png"))
