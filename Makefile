@@ -23,7 +23,7 @@ PACKAGE_SOURCES := $(shell find attnbook -name '*.py' -not -path '*/__pycache__/
 VENDORED := site/vendor/.vendored.json
 CACHE_STAMP := _build/.attnbook-sources.stamp
 
-.PHONY: venv vendor book test unit notebooks notebooks-generated browser bench budget lab clean distclean
+.PHONY: venv vendor book test lint unit notebooks notebooks-generated browser bench budget lab clean distclean
 
 venv: $(VENV)/.installed
 
@@ -50,9 +50,15 @@ $(CACHE_STAMP): $(PACKAGE_SOURCES) $(VENV)/.installed Makefile
 book: $(VENV)/.installed $(VENDORED) $(CACHE_STAMP)
 	$(BIN)/jupyter-book build . -W --keep-going
 
-# The whole suite: unit and property tests, every chapter through nbval (with the real data, then with the
-# generated fallback), the -W site build, the browser test.
+# The whole suite: the chapters' formatting, unit and property tests, every chapter through nbval (with the real
+# data, then with the generated fallback), the -W site build, the browser test.
 test: unit notebooks notebooks-generated book browser
+
+# The chapters' code is formatted (ruff, 80 columns: chapters/ruff.toml) so no line hides behind a scrollbar.
+# `$(BIN)/ruff format chapters/` fixes most of what this reports; long strings and comments need a hand.
+lint: venv
+	$(BIN)/ruff format --check chapters/
+	$(BIN)/ruff check chapters/
 
 unit: venv
 	$(BIN)/pytest tests -m "not browser" -n $(WORKERS) -q
