@@ -93,7 +93,9 @@ def gradient(landscape: Landscape, x: Tensor) -> tuple[Tensor, Tensor]:
     return loss.detach(), grad
 
 
-def _at(schedule: Schedule, step: int) -> float:
+def _at(schedule: Schedule | Tensor, step: int) -> float | Tensor:
+    if isinstance(schedule, Tensor):
+        return schedule[:, None]  # one value per run: (runs, 1)
     return schedule(step) if callable(schedule) else float(schedule)
 
 
@@ -113,7 +115,7 @@ class Path:
 def descend(
     landscape: Landscape,
     start: Tensor,
-    lr: Schedule,
+    lr: Schedule | Tensor,
     steps: int,
     *,
     noise: Schedule = 0.0,
@@ -121,10 +123,13 @@ def descend(
 ) -> Path:
     """Walk every start downhill: x ← x − η_t (∇f(x) + σ_t ε), ε ~ N(0, I).
 
-    ``lr`` and ``noise`` are numbers or schedules (step → value); gradient noise stands for the minibatch's error
-    (its standard deviation shrinks like 1/√batch). A run whose loss stops being finite stays where it broke.
+    ``lr`` and ``noise`` are numbers or schedules (step → value); ``lr`` may also be a ``(runs,)`` tensor, one
+    step size per run. Gradient noise stands for the minibatch's error (its standard deviation shrinks like
+    1/√batch). A run whose loss stops being finite stays where it broke.
     """
     check_points("start", start)
+    if isinstance(lr, Tensor) and lr.shape != (len(start),):
+        raise ShapeError(f"lr: expected a number, a schedule or shape ({len(start)},), got {tuple(lr.shape)}")
     if steps < 0:
         raise ValueError(f"steps: expected a non-negative number of steps, got {steps}")
     x = start.detach().clone()
@@ -215,3 +220,14 @@ def scheduler_lrs(scheduler: torch.optim.lr_scheduler.LRScheduler, steps: int) -
         optimizer.step()
         scheduler.step()
     return lrs
+
+
+def draw_landscape(ax, landscape: Landscape, xlim: tuple[float, float], ylim: tuple[float, float],
+                   levels: int = 25, resolution: int = 121) -> None:
+    """Contours of a 2-D landscape on a matplotlib axis, with the axes labelled as the two parameters."""
+    xs = torch.linspace(*xlim, resolution, dtype=torch.float64)
+    ys = torch.linspace(*ylim, resolution, dtype=torch.float64)
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)  # (resolution, resolution, 2)
+    values = landscape(grid.reshape(-1, 2)).reshape(resolution, resolution)
+    ax.contour(xs.numpy(), ys.numpy(), values.numpy(), levels=levels, cmap="viridis", linewidths=0.7)
+    ax.set(xlim=xlim, ylim=ylim, xlabel="parameter $x_1$", ylabel="parameter $x_2$")

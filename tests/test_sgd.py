@@ -77,6 +77,11 @@ def test_descend_noise_schedule_and_shapes():
     assert not torch.equal(noisy.points[:, 0], noisy.points[:, 5])
     schedule = descend(ring, start + 0.5, lambda t: 0.1 if t < 3 else 0.0, 10)
     assert torch.equal(schedule.points[3], schedule.points[-1])  # a zero step size stands still
+    per_run = descend(ring, start + 0.5, torch.tensor([0.0, 0.1, 0.1, 0.2, 0.3, 0.05], dtype=torch.float64), 10)
+    for run, lr in ((0, 0.0), (3, 0.2)):
+        torch.testing.assert_close(per_run.points[:, run], descend(ring, start[:1] + 0.5, lr, 10).points[:, 0])
+    with pytest.raises(ShapeError, match=r"lr: expected a number, a schedule or shape \(6,\)"):
+        descend(ring, start, torch.ones(3), 2)
     with pytest.raises(ShapeError, match=r"start: expected 2 dimensions"):
         descend(ring, torch.zeros(2), 0.1, 3)
     with pytest.raises(ValueError, match="steps: expected a non-negative"):
