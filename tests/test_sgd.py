@@ -9,10 +9,32 @@ import torch.nn.functional as F
 from torch.optim.lr_scheduler import CosineAnnealingWarmRestarts, CyclicLR, LinearLR
 
 from attnbook.errors import ShapeError
-from attnbook.sgd import (Quadratic, SharpAndWide, cosine_warm_restarts, cyclic_lr, descend, diverged, gradient,
-                          linear_warmup, restart_on_divergence, ring, scheduler_lrs)
-from attnbook.sgd_network import (MLPs, digits, evaluate, evaluate_members, fit_members, match_hidden_units,
-                                  matched_distance, minibatches, mlp, parameters_vector, permute_hidden)
+from attnbook.sgd import (
+    Quadratic,
+    SharpAndWide,
+    cosine_warm_restarts,
+    cyclic_lr,
+    descend,
+    diverged,
+    gradient,
+    linear_warmup,
+    restart_on_divergence,
+    ring,
+    scheduler_lrs,
+)
+from attnbook.sgd_network import (
+    MLPs,
+    digits,
+    evaluate,
+    evaluate_members,
+    fit_members,
+    match_hidden_units,
+    matched_distance,
+    minibatches,
+    mlp,
+    parameters_vector,
+    permute_hidden,
+)
 
 
 def _optimizer(lr=0.1):
