@@ -18,7 +18,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.datasets import load_digits
 from torch import Tensor, nn
 
-from attnbook.errors import ShapeError
+from attnbook.errors import ShapeError, check_shape
 from attnbook.train import fit
 
 
@@ -90,10 +90,16 @@ def minibatches(n: int, members: int, batch_size: int, generator: torch.Generato
     return epoch
 
 
+def _check_examples(model: MLPs, x: Tensor, y: Tensor) -> None:
+    check_shape("x", x, (None, model.w1.shape[1]))
+    check_shape("y", y, (len(x),))
+
+
 def fit_members(model: MLPs, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor, epochs: int,
                 batch_size: int, generator: torch.Generator, scheduler=None) -> Tensor:
     """Train every member with `attnbook.train.fit` on ``x (n, 64)``, ``y (n,)``; return each member's mean
     training loss in each epoch, ``(epochs, members)``."""
+    _check_examples(model, x, y)
     record: list[Tensor] = []
 
     def loss_fn(index: Tensor) -> Tensor:  # index: (members, batch)
@@ -110,6 +116,7 @@ def fit_members(model: MLPs, optimizer: torch.optim.Optimizer, x: Tensor, y: Ten
 @torch.no_grad()
 def evaluate_members(model: MLPs, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     """Each member's mean cross-entropy and accuracy on ``(x, y)``: two ``(members,)`` tensors."""
+    _check_examples(model, x, y)
     logits = model(x.expand(len(model.w1), *x.shape))
     loss = F.cross_entropy(logits.transpose(1, 2), y.expand(len(model.w1), -1), reduction="none").mean(1)
     return loss, (logits.argmax(-1) == y).float().mean(1)

@@ -181,6 +181,10 @@ def test_mlps_members_start_and_train_exactly_as_separate_runs():
     assert losses[1].item() == pytest.approx(loss1, rel=1e-4) and accuracies[1].item() == pytest.approx(accuracy1)
     with pytest.raises(ShapeError, match=r"x: expected shape \(2, batch, 64\)"):
         batched(x)
+    with pytest.raises(ShapeError, match=r"y: expected shape \(96\), got \(5,\)"):
+        evaluate_members(batched, x, y[:5])
+    with pytest.raises(ShapeError, match=r"x: expected shape \(\*, 64\)"):
+        fit_members(batched, optimizer, x[:, :10], y, 1, 32, torch.Generator())
     with pytest.raises(ValueError, match="seeds: expected at least one"):
         MLPs([])
     with pytest.raises(ValueError, match="batch_size: expected"):
