@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
@@ -52,3 +52,17 @@ def broadcast_shapes(names: Sequence[str], shapes: Sequence[Sequence[int]]) -> t
     except RuntimeError:
         listed = ", ".join(f"{n} {tuple(s)}" for n, s in zip(names, shapes))
         raise ShapeError(f"batch shapes do not broadcast: {listed}") from None
+
+
+def resolve_choice(name: str, value: object, table: Mapping[str, Callable], signature: str) -> Callable:
+    """A name from ``table`` or a callable, as a callable; errors name the argument, the choices and the signature.
+
+    The core's ``score=`` and ``normalize=`` arguments take either form (a variant passes its own function).
+    """
+    if isinstance(value, str):
+        if value not in table:
+            raise ValueError(f"{name}: expected one of {sorted(table)} or a callable, got {value!r}")
+        return table[value]
+    if not callable(value):
+        raise TypeError(f"{name}: expected a name or a callable {signature}, got {type(value).__name__}")
+    return value

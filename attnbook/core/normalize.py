@@ -14,7 +14,7 @@ from typing import Optional, Union
 import torch
 from torch import Tensor
 
-from attnbook.errors import DTypeError, ShapeError, check_ndim, check_tensor
+from attnbook.errors import DTypeError, ShapeError, check_ndim, check_tensor, resolve_choice
 
 NormalizeFn = Callable[[Tensor, Optional[Tensor]], Tensor]
 Normalize = Union[str, NormalizeFn]
@@ -69,15 +69,7 @@ NORMALIZERS: dict[str, NormalizeFn] = {"softmax": masked_softmax, "none": unnorm
 
 def resolve_normalize(normalize: Normalize) -> NormalizeFn:
     """Turn a name in `NORMALIZERS` or a callable ``(scores, mask) -> weights`` into a callable."""
-    if isinstance(normalize, str):
-        if normalize not in NORMALIZERS:
-            raise ValueError(f"normalize: expected one of {sorted(NORMALIZERS)} or a callable, got {normalize!r}")
-        return NORMALIZERS[normalize]
-    if not callable(normalize):
-        raise TypeError(
-            f"normalize: expected a name or a callable (scores, mask) -> weights, got {type(normalize).__name__}"
-        )
-    return normalize
+    return resolve_choice("normalize", normalize, NORMALIZERS, "(scores, mask) -> weights")
 
 
 def causal_mask(n_q: int, n_k: int | None = None, device: torch.device | str | None = None) -> Tensor:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnbook.errors import ShapeError
+from attnbook.errors import ShapeError, resolve_choice
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 Score = Union[str, ScoreFn]
@@ -74,14 +74,7 @@ SCORES: dict[str, ScoreFn] = {"dot": dot_score, "scaled_dot": scaled_dot_score, 
 
 def resolve_score(score: Score) -> ScoreFn:
     """Turn a score name from `SCORES` or a callable ``(query, key) -> scores`` into a callable."""
-    if isinstance(score, str):
-        if score not in SCORES:
-            raise ValueError(f"score: expected one of {sorted(SCORES)} or a callable, got {score!r}")
-        return SCORES[score]
-    if not callable(score):
-        raise TypeError(f"score: expected a name or a callable (query, key) -> scores, got {type(score).__name__}")
-    return score
-
+    return resolve_choice("score", score, SCORES, "(query, key) -> scores")
 
 
 def check_feature(name: str, tensor: Tensor, expected: int, what: str) -> None:
