@@ -170,3 +170,7 @@ def make_translation(n_train: int = 6000, n_test: int = 1000, lang: str = "de", 
         return TranslationSplit(nums, src, tgt)
 
     return NumberTranslation(src_vocab, tgt_vocab, split(train_numbers), split(test_numbers), lang, target)
+
+
+# Multi30k, the real translation task of the Transformer benchmark, lives in its own module.
+from attnbook.data.multi30k import load_multi30k  # noqa: E402  (re-exported: the real data of this task)
