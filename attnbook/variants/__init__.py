@@ -11,7 +11,8 @@ from attnbook.variants.grouped import GroupedQueryAttention, kv_cache_numbers
 from attnbook.variants.hard import gumbel_normalize, reinforce_surrogate, sample_normalize
 from attnbook.variants.linear import elu_feature_map, linear_attention, quadratic_linear_attention, sum_normalized
 from attnbook.variants.mixer import MixingBlock, MLPMixer
-from attnbook.variants.pooling import AttentionPooling, HierarchicalAttention, PooledGRU, SequenceClassifier
+from attnbook.variants.pooling import AttentionPooling, HierarchicalAttention, PooledEncoder, SequenceClassifier
+from attnbook.variants.positions import PositionProbe
 from attnbook.variants.swin import (
     RelativePositionScore,
     SwinBlock,
@@ -24,7 +25,7 @@ from attnbook.variants.tiled import online_softmax_step, tiled_attention
 from attnbook.variants.window import sliding_window_attention, sliding_window_mask
 
 __all__ = [
-    "AttentionPooling", "GroupedQueryAttention", "HierarchicalAttention", "MLPMixer", "MixingBlock", "PooledGRU",
+    "AttentionPooling", "GroupedQueryAttention", "PositionProbe", "HierarchicalAttention", "MLPMixer", "MixingBlock", "PooledEncoder",
     "RelativePositionScore", "SequenceClassifier", "SwinBlock", "elu_feature_map", "gumbel_normalize",
     "kv_cache_numbers", "linear_attention", "online_softmax_step", "quadratic_linear_attention",
     "reinforce_surrogate", "relative_position_index", "sample_normalize", "shifted_window_mask",

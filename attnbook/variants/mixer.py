@@ -54,17 +54,21 @@ class MLPMixer(nn.Module):
     """Patches → linear embedding → ``depth`` mixing blocks → LayerNorm → mean over tokens → classes.
 
     images ``(batch, channels, H, W)`` → logits ``(batch, num_classes)``. With ``token_mixing="attention"`` the
-    same network is a small ViT without position embeddings (attention needs them, MLP token mixing does not).
+    same network is a small ViT (mean-pooled, no class token), with learned position embeddings unless
+    ``positions=False``: attention is blind to the order of the patches, MLP token mixing is not.
     """
 
     def __init__(self, image_size: int, channels: int, patch_size: int, dim: int, depth: int, num_classes: int,
-                 token_hidden: int, channel_hidden: int, token_mixing: str = "mlp", num_heads: int = 1):
+                 token_hidden: int, channel_hidden: int, token_mixing: str = "mlp", num_heads: int = 1,
+                 positions: bool = True):
         super().__init__()
         if image_size % patch_size:
             raise ValueError(f"patch_size: expected a divisor of image_size={image_size}, got {patch_size}")
         self.image_size, self.channels, self.patch_size = image_size, channels, patch_size
         num_tokens = (image_size // patch_size) ** 2
         self.embed = nn.Linear(patch_size * patch_size * channels, dim)
+        with_positions = positions and token_mixing == "attention"
+        self.position = nn.Parameter(torch.randn(1, num_tokens, dim) * 0.02) if with_positions else None
         self.blocks = nn.Sequential(*[MixingBlock(num_tokens, dim, token_hidden, channel_hidden, token_mixing,
                                                   num_heads) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim)
@@ -83,7 +87,10 @@ class MLPMixer(nn.Module):
         expected = (self.channels, self.image_size, self.image_size)
         if images.shape[1:] != expected:
             raise ShapeError(f"images: expected shape (batch, {', '.join(map(str, expected))}), got {tuple(images.shape)}")
-        x = self.blocks(self.embed(self.patches(images)))
+        x = self.embed(self.patches(images))
+        if self.position is not None:
+            x = x + self.position
+        x = self.blocks(x)
         return self.head(self.norm(x).mean(1))
 
     @classmethod

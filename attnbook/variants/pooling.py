@@ -15,6 +15,7 @@ from attnbook.core import AdditiveScore, attention
 from attnbook.errors import ShapeError, check_ndim, check_tensor
 
 POOLINGS = ("attention", "mean", "last")
+ENCODERS = ("gru", "cnn", "linear")
 
 
 class AttentionPooling(nn.Module):
@@ -34,20 +35,53 @@ class AttentionPooling(nn.Module):
         return out.squeeze(1), weights.squeeze(1)
 
 
-class PooledGRU(nn.Module):
-    """A bidirectional GRU whose states are pooled by ``pooling`` ("attention", "mean" or "last"):
-    inputs ``(batch, n, input_dim)``, valid ``(batch, n)`` → ``(batch, 2·hidden)`` and weights ``(batch, n)``."""
+class Convolution(nn.Module):
+    """Two 1-d convolutions of width 3 with ReLU, (batch, n, input_dim) → (batch, n, out_dim): local states."""
 
-    def __init__(self, input_dim: int, hidden: int, pooling: str = "attention"):
+    def __init__(self, input_dim: int, out_dim: int):
+        super().__init__()
+        self.layers = nn.Sequential(nn.Conv1d(input_dim, out_dim, 3, padding=1), nn.ReLU(),
+                                    nn.Conv1d(out_dim, out_dim, 3, padding=1), nn.ReLU())
+
+    def forward(self, inputs: Tensor) -> tuple[Tensor, None]:
+        return self.layers(inputs.transpose(1, 2)).transpose(1, 2), None
+
+
+class Position(nn.Module):
+    """tanh(W x + b) at every position, (batch, n, input_dim) → (batch, n, out_dim): states without context."""
+
+    def __init__(self, input_dim: int, out_dim: int):
+        super().__init__()
+        self.linear = nn.Linear(input_dim, out_dim)
+
+    def forward(self, inputs: Tensor) -> tuple[Tensor, None]:
+        return torch.tanh(self.linear(inputs)), None
+
+
+class PooledEncoder(nn.Module):
+    """A bidirectional GRU (``encoder="gru"``), a small CNN (``"cnn"``) or a per-position layer (``"linear"``)
+    whose states are pooled by ``pooling``
+    ("attention", "mean" or "last"): inputs ``(batch, n, input_dim)``, valid ``(batch, n)`` →
+    ``(batch, 2·hidden)`` and the pooling weights ``(batch, n)``."""
+
+    def __init__(self, input_dim: int, hidden: int, pooling: str = "attention", encoder: str = "gru"):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling: expected one of {POOLINGS}, got {pooling!r}")
+        if encoder not in ENCODERS:
+            raise ValueError(f"encoder: expected one of {ENCODERS}, got {encoder!r}")
         self.pooling = pooling
-        self.gru = nn.GRU(input_dim, hidden, batch_first=True, bidirectional=True)
+        if encoder == "gru":
+            self.encoder = nn.GRU(input_dim, hidden, batch_first=True, bidirectional=True)
+        elif encoder == "cnn":
+            self.encoder = Convolution(input_dim, 2 * hidden)
+        else:  # each position on its own: no context
+            self.encoder = Position(input_dim, 2 * hidden)
         self.pool = AttentionPooling(2 * hidden) if pooling == "attention" else None
 
     def forward(self, inputs: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
-        states, _ = self.gru(inputs)  # (batch, n, 2·hidden)
+        states, _ = self.encoder(inputs)  # (batch, n, 2·hidden)
+        states = states * valid[:, :, None]  # padding carries nothing
         if self.pooling == "attention":
             return self.pool(states, valid)
         if self.pooling == "mean":
@@ -67,12 +101,13 @@ def _check_tokens(tokens: Tensor, ndim: int, legend: str) -> None:
 
 
 class SequenceClassifier(nn.Module):
-    """Single-level: tokens ``(batch, n)`` (0 = padding) → embedding → `PooledGRU` → logits ``(batch, classes)``."""
+    """Single-level: tokens ``(batch, n)`` (0 = padding) → embedding → `PooledEncoder` → logits ``(batch, classes)``."""
 
-    def __init__(self, vocab_size: int, embed_dim: int, hidden: int, num_classes: int, pooling: str = "attention"):
+    def __init__(self, vocab_size: int, embed_dim: int, hidden: int, num_classes: int, pooling: str = "attention",
+                 encoder: str = "gru"):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
-        self.encoder = PooledGRU(embed_dim, hidden, pooling)
+        self.encoder = PooledEncoder(embed_dim, hidden, pooling, encoder)
         self.head = nn.Linear(2 * hidden, num_classes)
 
     def forward(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
@@ -85,11 +120,12 @@ class HierarchicalAttention(nn.Module):
     """Yang et al.'s (2016) two levels: tokens ``(batch, sentences, words)`` → sentence vectors by word attention →
     a document vector by sentence attention → logits; also returns both levels' weights."""
 
-    def __init__(self, vocab_size: int, embed_dim: int, hidden: int, num_classes: int):
+    def __init__(self, vocab_size: int, embed_dim: int, hidden: int, num_classes: int, encoder: str = "gru",
+                 sentence_encoder: str | None = None):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
-        self.words = PooledGRU(embed_dim, hidden, "attention")
-        self.sentences = PooledGRU(2 * hidden, hidden, "attention")
+        self.words = PooledEncoder(embed_dim, hidden, "attention", encoder)
+        self.sentences = PooledEncoder(2 * hidden, hidden, "attention", sentence_encoder or encoder)
         self.head = nn.Linear(2 * hidden, num_classes)
 
     def forward(self, tokens: Tensor) -> tuple[Tensor, tuple[Tensor, Tensor]]:
