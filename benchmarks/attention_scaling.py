@@ -9,7 +9,8 @@ Cases, on one head of queries, keys and values of shape (1, 1, n, 64), float32, 
 - ``window``: `attnbook.variants.sliding_window_attention` with a window of 128 (a different model, O(n·w)).
 
 Each (case, n) runs in its own Python process, so one case's allocations cannot hide another's. Time: median of
-5 calls after one warm-up call, wall clock. Memory: the process's peak resident set size (Linux VmHWM, reset
+5 calls after one warm-up call, in CPU seconds of the process (`time.process_time`; with one thread this is the
+work done, and other programs on a shared machine do not inflate it as they do wall-clock time). Memory: the process's peak resident set size (Linux VmHWM, reset
 through /proc/self/clear_refs after the inputs are built) minus its resident size before the calls, in MiB —
 everything the calls allocated at their peak (intermediates and output, page-granular), not the inputs.
 A case whose estimated memory exceeds --max-mib is skipped (null).
@@ -75,9 +76,9 @@ def run_case(case: str, n: int, repeats: int) -> dict[str, float]:
         del out
         times = []
         for _ in range(repeats):
-            start = time.perf_counter()
+            start = time.process_time()
             call_on(q, k, v)
-            times.append(time.perf_counter() - start)
+            times.append(time.process_time() - start)
     return {"seconds": statistics.median(times), "mib": (peak - before) / 2**20}
 
 
