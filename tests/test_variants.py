@@ -19,6 +19,7 @@ from attnbook.variants import (
     HierarchicalAttention,
     MixingBlock,
     MLPMixer,
+    PositionProbe,
     SequenceClassifier,
     SwinBlock,
     elu_feature_map,
@@ -326,6 +327,35 @@ def test_hierarchical_attention_shapes_and_weights():
     assert logits.shape == (3, 2) and words.shape == (3, 4, 5) and sentences.shape == (3, 4)
     torch.testing.assert_close(sentences.sum(-1), torch.ones(3))
     assert sentences[0, 3] == 0
+
+
+# ------------------------------------------------------------------------------------------------ positions
+
+
+@pytest.mark.parametrize("kind", ["sinusoidal", "learned", "rope", "alibi"])
+def test_position_probe_reads_only_earlier_tokens(kind):
+    torch.manual_seed(0)
+    model = PositionProbe(10, 12, 3, kind, max_len=20).eval()
+    tokens = torch.randint(0, 10, (2, 9))
+    changed = tokens.clone()
+    changed[:, 5:] = (changed[:, 5:] + 1) % 10
+    torch.testing.assert_close(model(tokens)[:, :5], model(changed)[:, :5])
+    assert (model(tokens)[:, 5:] - model(changed)[:, 5:]).abs().max() > 1e-4
+
+
+def test_position_probe_errors():
+    with pytest.raises(ValueError, match="positions"):
+        PositionProbe(10, 12, 3, "relative")
+    with pytest.raises(ValueError, match="d_model"):
+        PositionProbe(10, 12, 4, "rope")
+    with pytest.raises(ShapeError, match="tokens: expected length <= max_len=20"):
+        PositionProbe(10, 12, 3, "rope", max_len=20)(torch.zeros(1, 21, dtype=torch.long))
+
+
+def test_mixer_attention_uses_positions_only_when_asked():
+    assert MLPMixer(8, 1, 2, 8, 1, 3, 8, 8, token_mixing="attention").position.shape == (1, 16, 8)
+    assert MLPMixer(8, 1, 2, 8, 1, 3, 8, 8, token_mixing="attention", positions=False).position is None
+    assert MLPMixer(8, 1, 2, 8, 1, 3, 8, 8, token_mixing="mlp").position is None
 
 
 # ------------------------------------------------------------------------------------------------ errors
