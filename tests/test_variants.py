@@ -306,10 +306,11 @@ def test_attention_pooling_is_a_masked_weighted_average():
     torch.testing.assert_close(pooled[2], states[2, 0])
 
 
+@pytest.mark.parametrize("encoder", ["gru", "cnn", "linear"])
 @pytest.mark.parametrize("pooling", ["attention", "mean", "last"])
-def test_sequence_classifier_ignores_padding(pooling):
+def test_sequence_classifier_ignores_padding(pooling, encoder):
     torch.manual_seed(0)
-    model = SequenceClassifier(11, 6, 5, 3, pooling).eval()
+    model = SequenceClassifier(11, 6, 5, 3, pooling, encoder).eval()
     tokens = torch.randint(1, 11, (2, 4))
     padded = torch.cat([tokens, torch.zeros(2, 3, dtype=torch.long)], 1)
     if pooling != "last":  # the backward GRU reads padding first; last-state pooling takes the last real token
@@ -419,6 +420,8 @@ def test_variant_errors_name_the_argument():
         MLPMixer.from_reference(torch.nn.Linear(2, 2), 12, 3, 4)
     with pytest.raises(ValueError, match="pooling"):
         SequenceClassifier(10, 4, 4, 2, pooling="max")
+    with pytest.raises(ValueError, match="encoder: expected one of"):
+        SequenceClassifier(10, 4, 4, 2, encoder="rnn")
     with pytest.raises(ShapeError, match="tokens: expected 3 dimensions"):
         HierarchicalAttention(10, 4, 4, 2)(torch.ones(2, 5, dtype=torch.long))
     with pytest.raises(ShapeError, match="tokens: expected integer token ids"):
