@@ -12,9 +12,8 @@ product depends on the offset only, and ALiBi (Press et al. 2022), a score bias 
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-
 import math
+from abc import ABC, abstractmethod
 
 import torch
 from torch import Tensor, nn

@@ -57,7 +57,11 @@ def run_case(case: str, n: int, repeats: int) -> dict[str, float]:
     import torch.nn.functional as F
 
     from attnbook.core import attention
-    from attnbook.variants import linear_attention, sliding_window_attention, tiled_attention
+    from attnbook.variants import (
+        linear_attention,
+        sliding_window_attention,
+        tiled_attention,
+    )
 
     torch.set_num_threads(1)
     generator = torch.Generator().manual_seed(n)
@@ -92,8 +96,10 @@ def measure(case: str, n: int, repeats: int) -> dict[str, float]:
 
 
 def fitted_exponent(sizes: list[int], seconds: list[float | None], min_n: int = 1024) -> float:
-    """The slope of log(time) against log(n) by least squares, over n >= min_n."""
+    """The slope of log(time) against log(n) by least squares, over n >= min_n (nan with fewer than 2 points)."""
     points = [(math.log(n), math.log(s)) for n, s in zip(sizes, seconds) if n >= min_n and s]
+    if len(points) < 2:
+        return math.nan
     mean_x, mean_y = statistics.fmean(p[0] for p in points), statistics.fmean(p[1] for p in points)
     return sum((x - mean_x) * (y - mean_y) for x, y in points) / sum((x - mean_x) ** 2 for x, _ in points)
 

@@ -6,7 +6,12 @@ from rotary_embedding_torch import RotaryEmbedding
 from x_transformers.x_transformers import AlibiPositionalBias
 
 from attnbook.errors import ShapeError
-from attnbook.positional import alibi_bias, alibi_slopes, apply_rotary, rotate_half_split
+from attnbook.positional import (
+    alibi_bias,
+    alibi_slopes,
+    apply_rotary,
+    rotate_half_split,
+)
 
 
 @pytest.mark.parametrize("shape", [(11, 14), (3, 13, 6), (2, 5, 9, 4)])

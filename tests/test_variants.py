@@ -1,14 +1,17 @@
 """The variants of chapter 9 against the libraries people use for them, their properties, and their errors."""
 
-import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 from mlp_mixer_pytorch import MLPMixer as ReferenceMixer
-from performer_pytorch.performer_pytorch import causal_linear_attention_noncuda, linear_attention as performer_linear
+from performer_pytorch.performer_pytorch import causal_linear_attention_noncuda
+from performer_pytorch.performer_pytorch import linear_attention as performer_linear
 from transformers import LlamaConfig, SwinConfig
-from transformers.models.llama.modeling_llama import LlamaAttention, LlamaRotaryEmbedding
+from transformers.models.llama.modeling_llama import (
+    LlamaAttention,
+    LlamaRotaryEmbedding,
+)
 from transformers.models.swin.modeling_swin import SwinLayer
 
 from attnbook.core import attention, causal_mask
@@ -315,7 +318,7 @@ def test_sequence_classifier_ignores_padding(pooling, encoder):
     padded = torch.cat([tokens, torch.zeros(2, 3, dtype=torch.long)], 1)
     if pooling != "last":  # the backward GRU reads padding first; last-state pooling takes the last real token
         torch.testing.assert_close(model(padded)[1][:, 4:], torch.zeros(2, 3))
-    logits, weights = model(padded)
+    _, weights = model(padded)
     torch.testing.assert_close(weights.sum(-1), torch.ones(2))
 
 

@@ -8,10 +8,24 @@ reads a sequence, hierarchically) and `mixer` (token mixing by an MLP instead of
 """
 
 from attnbook.variants.grouped import GroupedQueryAttention, kv_cache_numbers
-from attnbook.variants.hard import gumbel_normalize, reinforce_surrogate, sample_normalize
-from attnbook.variants.linear import elu_feature_map, linear_attention, quadratic_linear_attention, sum_normalized
+from attnbook.variants.hard import (
+    gumbel_normalize,
+    reinforce_surrogate,
+    sample_normalize,
+)
+from attnbook.variants.linear import (
+    elu_feature_map,
+    linear_attention,
+    quadratic_linear_attention,
+    sum_normalized,
+)
 from attnbook.variants.mixer import MixingBlock, MLPMixer
-from attnbook.variants.pooling import AttentionPooling, HierarchicalAttention, PooledEncoder, SequenceClassifier
+from attnbook.variants.pooling import (
+    AttentionPooling,
+    HierarchicalAttention,
+    PooledEncoder,
+    SequenceClassifier,
+)
 from attnbook.variants.positions import PositionProbe
 from attnbook.variants.swin import (
     RelativePositionScore,
@@ -25,10 +39,30 @@ from attnbook.variants.tiled import online_softmax_step, tiled_attention
 from attnbook.variants.window import sliding_window_attention, sliding_window_mask
 
 __all__ = [
-    "AttentionPooling", "GroupedQueryAttention", "PositionProbe", "HierarchicalAttention", "MLPMixer", "MixingBlock", "PooledEncoder",
-    "RelativePositionScore", "SequenceClassifier", "SwinBlock", "elu_feature_map", "gumbel_normalize",
-    "kv_cache_numbers", "linear_attention", "online_softmax_step", "quadratic_linear_attention",
-    "reinforce_surrogate", "relative_position_index", "sample_normalize", "shifted_window_mask",
-    "sliding_window_attention", "sliding_window_mask", "sum_normalized", "tiled_attention", "window_merge",
+    "AttentionPooling",
+    "GroupedQueryAttention",
+    "HierarchicalAttention",
+    "MLPMixer",
+    "MixingBlock",
+    "PooledEncoder",
+    "PositionProbe",
+    "RelativePositionScore",
+    "SequenceClassifier",
+    "SwinBlock",
+    "elu_feature_map",
+    "gumbel_normalize",
+    "kv_cache_numbers",
+    "linear_attention",
+    "online_softmax_step",
+    "quadratic_linear_attention",
+    "reinforce_surrogate",
+    "relative_position_index",
+    "sample_normalize",
+    "shifted_window_mask",
+    "sliding_window_attention",
+    "sliding_window_mask",
+    "sum_normalized",
+    "tiled_attention",
+    "window_merge",
     "window_partition",
 ]

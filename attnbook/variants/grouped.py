@@ -76,7 +76,7 @@ class GroupedQueryAttention(nn.Module):
         return kv_cache_numbers(self.num_kv_heads, self.head_dim, length, batch=batch)
 
     @classmethod
-    def from_reference(cls, module: nn.Module) -> "GroupedQueryAttention":
+    def from_reference(cls, module: nn.Module) -> GroupedQueryAttention:
         """Copy a `transformers.models.llama.modeling_llama.LlamaAttention`."""
         if type(module).__name__ != "LlamaAttention":
             raise TypeError(f"module: expected transformers' LlamaAttention, got {type(module).__name__}")

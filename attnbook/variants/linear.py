@@ -31,7 +31,7 @@ def sum_normalized(scores: Tensor, mask: Tensor | None = None) -> Tensor:
 def quadratic_linear_attention(query: Tensor, key: Tensor, value: Tensor, causal: bool = False) -> Tensor:
     """Linear attention's weights written out: the core with score φ(q)·φ(k) and `sum_normalized`, O(n²)."""
     mask = causal_mask(query.shape[-2], key.shape[-2], device=query.device) if causal else None
-    kernel = lambda q, k: elu_feature_map(q) @ elu_feature_map(k).transpose(-2, -1)  # noqa: E731
+    kernel = lambda q, k: elu_feature_map(q) @ elu_feature_map(k).transpose(-2, -1)
     return attention(query, key, value, mask=mask, score=kernel, normalize=sum_normalized)[0]
 
 

@@ -94,7 +94,7 @@ class MLPMixer(nn.Module):
         return self.head(self.norm(x).mean(1))
 
     @classmethod
-    def from_reference(cls, model: nn.Sequential, image_size: int, channels: int, patch_size: int) -> "MLPMixer":
+    def from_reference(cls, model: nn.Sequential, image_size: int, channels: int, patch_size: int) -> MLPMixer:
         """Copy the ``nn.Sequential`` that mlp-mixer-pytorch's ``MLPMixer(...)`` builds (its sizes are read back)."""
         if not isinstance(model, nn.Sequential) or len(model) < 5:
             raise TypeError(f"model: expected mlp-mixer-pytorch's MLPMixer (an nn.Sequential), got {type(model).__name__}")

@@ -43,7 +43,7 @@ class PositionProbe(nn.Module):
     def forward(self, tokens: Tensor) -> Tensor:
         check_tensor("tokens", tokens)
         check_ndim("tokens", tokens, 2, "(batch, n)")
-        batch, n = tokens.shape
+        n = tokens.shape[1]
         if n > self.max_len:
             raise ShapeError(f"tokens: expected length <= max_len={self.max_len}, got shape {tuple(tokens.shape)}")
         x = self.embed(tokens)
@@ -55,6 +55,6 @@ class PositionProbe(nn.Module):
             q, k = apply_rotary(q), apply_rotary(k)
         elif self.positions == "alibi":
             bias = alibi_bias(self.num_heads, n, n).to(x.device)
-            score = lambda a, b: scaled_dot_score(a, b) + bias  # noqa: E731
+            score = lambda a, b: scaled_dot_score(a, b) + bias
         out, _ = attention(q, k, v, mask=causal_mask(n, device=x.device).tril(-1), score=score)
         return self.out(out.transpose(1, 2).flatten(2) + x)

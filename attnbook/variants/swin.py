@@ -107,7 +107,7 @@ class SwinBlock(nn.Module):
         return x + self.mlp(self.norm2(x))
 
     @classmethod
-    def from_reference(cls, layer: nn.Module) -> "SwinBlock":
+    def from_reference(cls, layer: nn.Module) -> SwinBlock:
         """Copy a `transformers.models.swin.modeling_swin.SwinLayer` (its ``qkv_bias`` must be on)."""
         if type(layer).__name__ != "SwinLayer":
             raise TypeError(f"layer: expected transformers' SwinLayer, got {type(layer).__name__}")
