@@ -2,10 +2,13 @@
 
 import json
 import math
+import sys
+from pathlib import Path
 
 import pytest
 
-from benchmarks.attention_scaling import CASES, fitted_exponent, main, run_case
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is a folder of scripts
+from benchmarks.attention_scaling import CASES, fitted_exponent, main, run_case  # noqa: E402
 
 
 def test_fitted_exponent_recovers_a_power_law():
