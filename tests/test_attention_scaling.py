@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is a folder of scripts
-from benchmarks.attention_scaling import CASES, fitted_exponent, main, run_case  # noqa: E402
+from benchmarks.attention_scaling import CASES, fitted_exponent, main, run_case
 
 
 def test_fitted_exponent_recovers_a_power_law():
