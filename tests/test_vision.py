@@ -355,3 +355,75 @@ def test_nl_means_errors():
         nl_means(torch.rand(5, 5), patch_size=4)
     with pytest.raises(ValueError, match="h: expected"):
         nl_means(torch.rand(5, 5), h=0.0)
+
+
+# ------------------------------------------------------------------------------------ chapter 5's tasks
+
+from attnbook.vision.tasks import (  # noqa: E402
+    IGNORE,
+    AttentionPool2d,
+    PooledCNN,
+    TinyCNN,
+    accuracy_by_distance,
+    majority_task,
+    receptive_field,
+    source_task,
+)
+
+
+def test_source_task_labels_follow_the_matching_source():
+    g = torch.Generator().manual_seed(0)
+    batch = source_task(20, size=7, n_sources=2, n_keys=3, n_colours=4, n_objects=5, generator=g)
+    assert batch.images.shape == (20, 8, 7, 7) and batch.labels.shape == (20, 7, 7)
+    for b in range(20):
+        image = batch.images[b]
+        sources = (image[4:].sum(0) > 0).nonzero().tolist()  # pixels with a colour
+        objects = (image[0] > 0).nonzero().tolist()
+        assert len(sources) == 2 and len(objects) == 5
+        assert ((batch.labels[b] != IGNORE).nonzero().tolist()) == objects
+        for i, j in objects:
+            key = int(image[1:4, i, j].argmax())
+            (si, sj), = [(si, sj) for si, sj in sources if image[1 + key, si, sj] > 0]
+            assert batch.labels[b, i, j] == int(image[4:, si, sj].argmax())
+            assert batch.distance[b, i, j] == max(abs(i - si), abs(j - sj))
+
+
+def test_receptive_field_and_accuracy_by_distance():
+    assert [receptive_field(d) for d in (1, 2, 3)] == [3, 5, 7]
+    assert receptive_field(2, kernel_size=5) == 9
+    batch = source_task(50, size=8, generator=torch.Generator().manual_seed(1))
+
+    class Oracle(torch.nn.Module):  # predicts the labels exactly
+        def forward(self, x):
+            return torch.nn.functional.one_hot(batch.labels.clamp_min(0), 3).permute(0, 3, 1, 2).float()
+
+    accuracy = accuracy_by_distance(Oracle(), batch, 7)
+    assert torch.equal(accuracy, torch.ones(7))
+
+
+def test_tiny_cnn_places_attention_and_checks_input():
+    for position in range(4):
+        model = TinyCNN(5, 3, hidden=8, attention="nonlocal", position=position)
+        assert model(torch.randn(2, 5, 6, 6)).shape == (2, 3, 6, 6)
+    with pytest.raises(ValueError, match="attention: expected one of"):
+        TinyCNN(5, 3, attention="transformer")
+    with pytest.raises(ValueError, match="position: expected 0 <= position <= depth=3"):
+        TinyCNN(5, 3, position=4)
+    with pytest.raises(ShapeError, match=r"x: expected 5 channels \(in_channels of TinyCNN\)"):
+        TinyCNN(5, 3)(torch.randn(1, 4, 6, 6))
+    with pytest.raises(ValueError, match="n_sources: expected"):
+        source_task(2, n_sources=3, n_keys=2)
+
+
+def test_majority_task_and_pooling():
+    images, labels = majority_task(30, size=6, generator=torch.Generator().manual_seed(2))
+    counts = images.sum(dim=(2, 3))  # (30, 2): dots of each colour
+    assert (counts.sum(1) == 3).all() and torch.equal(labels, (counts[:, 1] > counts[:, 0]).long())
+    pool = AttentionPool2d(4)
+    x = torch.randn(3, 4, 5, 5)
+    torch.testing.assert_close(pool(x), x.mean(dim=(2, 3)))  # a zero query attends uniformly
+    assert PooledCNN(2, 2, pool="attention")(images).shape == (30, 2)
+    with pytest.raises(ValueError, match="pool: expected 'max' or 'attention'"):
+        PooledCNN(2, 2, pool="avg")
+    with pytest.raises(ValueError, match="n_dots, n_colours"):
+        majority_task(3, n_dots=2)

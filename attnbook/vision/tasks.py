@@ -194,3 +194,25 @@ class PooledCNN(nn.Module):
         features = self.body(x)
         pooled = features.amax(dim=(2, 3)) if self.pool is None else self.pool(features)
         return self.head(pooled)
+
+
+COLOURS = ((0.85, 0.2, 0.2), (0.2, 0.65, 0.25), (0.2, 0.35, 0.85), (0.9, 0.6, 0.1))
+
+
+def render_task(image: Tensor, n_keys: int, ax) -> None:
+    """Draw one `source_task` image (C, H, W): sources in their colour, object pixels grey, keys as letters."""
+    import numpy as np
+
+    n_colours = image.shape[0] - 1 - n_keys
+    rgb = np.ones((*image.shape[1:], 3))
+    rgb[image[0].numpy() > 0] = 0.6
+    for c in range(n_colours):
+        rgb[image[1 + n_keys + c].numpy() > 0] = COLOURS[c]
+    ax.imshow(rgb)
+    if n_keys > 1:
+        for k in range(n_keys):
+            for i, j in (image[1 + k] > 0).nonzero().tolist():
+                ax.text(j, i, "ABCDEFGH"[k], ha="center", va="center", fontsize=8, color="white")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
