@@ -374,17 +374,18 @@ from attnbook.vision.tasks import (  # noqa: E402
 def test_source_task_labels_follow_the_matching_source():
     g = torch.Generator().manual_seed(0)
     batch = source_task(20, size=7, n_sources=2, n_keys=3, n_colours=4, n_objects=5, generator=g)
-    assert batch.images.shape == (20, 8, 7, 7) and batch.labels.shape == (20, 7, 7)
+    assert batch.images.shape == (20, 11, 7, 7) and batch.labels.shape == (20, 7, 7)
     for b in range(20):
         image = batch.images[b]
-        sources = (image[4:].sum(0) > 0).nonzero().tolist()  # pixels with a colour
+        sources = (image[7:].sum(0) > 0).nonzero().tolist()  # pixels with a colour
         objects = (image[0] > 0).nonzero().tolist()
         assert len(sources) == 2 and len(objects) == 5
         assert ((batch.labels[b] != IGNORE).nonzero().tolist()) == objects
+        assert image[1:4].sum() == 2 and image[4:7].sum() == 5  # one key per source, one per object
         for i, j in objects:
-            key = int(image[1:4, i, j].argmax())
+            key = int(image[4:7, i, j].argmax())
             (si, sj), = [(si, sj) for si, sj in sources if image[1 + key, si, sj] > 0]
-            assert batch.labels[b, i, j] == int(image[4:, si, sj].argmax())
+            assert batch.labels[b, i, j] == int(image[7:, si, sj].argmax())
             assert batch.distance[b, i, j] == max(abs(i - si), abs(j - sj))
 
 

@@ -2,8 +2,9 @@
 
 `source_task` draws images of ``size × size`` pixels with a few *source* dots and a few *object* pixels. Every
 source carries a key (one of ``n_keys``) and a colour (one of ``n_colours``); every object pixel carries the key
-of one source and must be labelled with that source's colour. Channels: ``[object marker, key one-hot, colour
-one-hot]``. With one source the answer is a global summary of the image ("what colour is the dot?"); with
+of one source and must be labelled with that source's colour. Channels: ``[object marker, source key one-hot,
+object key one-hot, colour one-hot]`` (``1 + 2 n_keys + n_colours``; sources and objects write their keys in
+separate channels, so an object does not look like a source of its own key). With one source the answer is a global summary of the image ("what colour is the dot?"); with
 several, each pixel must find the source whose key matches its own. `TinyCNN` is a stack of 3×3 convolutions
 with an optional attention module inserted at a chosen depth.
 """
@@ -47,11 +48,11 @@ def source_task(n: int, size: int = 16, n_sources: int = 1, n_keys: int = 1, n_c
     colours = torch.randint(n_colours, (n, n_sources), generator=generator)
     which = torch.randint(n_sources, (n, n_objects), generator=generator)  # the source each object follows
     rows = torch.arange(n)[:, None]
-    images = torch.zeros(n, 1 + n_keys + n_colours, size * size)
+    images = torch.zeros(n, 1 + 2 * n_keys + n_colours, size * size)
     images[rows, 1 + keys, sources] = 1.0
-    images[rows, 1 + n_keys + colours, sources] = 1.0
+    images[rows, 1 + 2 * n_keys + colours, sources] = 1.0
     images[rows, 0, objects] = 1.0
-    images[rows, 1 + keys.gather(1, which), objects] = 1.0
+    images[rows, 1 + n_keys + keys.gather(1, which), objects] = 1.0
     labels = torch.full((n, size * size), IGNORE)
     labels[rows, objects] = colours.gather(1, which)
     target = sources.gather(1, which)
@@ -203,15 +204,15 @@ def render_task(image: Tensor, n_keys: int, ax) -> None:
     """Draw one `source_task` image (C, H, W): sources in their colour, object pixels grey, keys as letters."""
     import numpy as np
 
-    n_colours = image.shape[0] - 1 - n_keys
+    n_colours = image.shape[0] - 1 - 2 * n_keys
     rgb = np.ones((*image.shape[1:], 3))
     rgb[image[0].numpy() > 0] = 0.6
     for c in range(n_colours):
-        rgb[image[1 + n_keys + c].numpy() > 0] = COLOURS[c]
+        rgb[image[1 + 2 * n_keys + c].numpy() > 0] = COLOURS[c]
     ax.imshow(rgb)
     if n_keys > 1:
         for k in range(n_keys):
-            for i, j in (image[1 + k] > 0).nonzero().tolist():
+            for i, j in (image[1 + k] + image[1 + n_keys + k] > 0).nonzero().tolist():
                 ax.text(j, i, "ABCDEFGH"[k], ha="center", va="center", fontsize=8, color="white")
     ax.set_xticks([])
     ax.set_yticks([])
