@@ -3,7 +3,7 @@
 Both score every input feature by how much it moves one output. ``forward`` maps ``inputs (batch, ...)`` to
 ``(batch,)`` scores or ``(batch, classes)`` logits, in which case ``target`` picks the class (an int for every
 row, or a ``(batch,)`` tensor of ints). Integrated gradients averages the gradient along the straight path from
-a baseline to the input with the Gauss–Legendre rule on [0, 1], as captum does by default, so both functions
+a baseline to the input with the Gauss–Legendre rule on [0, 1] (or a Riemann rule), as captum does, so both functions
 agree with captum's ``InputXGradient`` and ``IntegratedGradients`` (a test dependency only). For text, the
 inputs are the word vectors: `embedding_forward` feeds chosen vectors through a model in place of its embedding
 layer's output. Chapter 8 compares these attributions with attention.
@@ -69,18 +69,38 @@ def gradient_x_input(forward: Callable[[Tensor], Tensor], inputs: Tensor, target
     return (grad * inputs).detach()
 
 
-def gauss_legendre(steps: int) -> tuple[Tensor, Tensor]:
-    """Nodes α_k in (0, 1) and weights w_k (summing to one) of the ``steps``-point Gauss–Legendre rule."""
+RULES = ("gausslegendre", "riemann_middle", "riemann_left", "riemann_right", "riemann_trapezoid")
+
+
+def quadrature(steps: int, method: str = "gausslegendre") -> tuple[Tensor, Tensor]:
+    """Nodes α_k in [0, 1] and weights w_k of a ``steps``-point rule for ∫₀¹, named as captum names them.
+
+    Gauss–Legendre is exact for polynomials of degree < 2·steps but can miss a sharp step in the integrand;
+    the midpoint rule converges slowly but surely. (captum's trapezoid weights sum to (n − 1)/n; so do ours.)
+    """
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps: expected a positive int, got {steps!r}")
-    nodes, weights = np.polynomial.legendre.leggauss(steps)
-    return torch.from_numpy(0.5 * (nodes + 1.0)), torch.from_numpy(0.5 * weights)
+    if method == "gausslegendre":
+        nodes, weights = np.polynomial.legendre.leggauss(steps)
+        return torch.from_numpy(0.5 * (nodes + 1.0)), torch.from_numpy(0.5 * weights)
+    if method not in RULES:
+        raise ValueError(f"method: expected one of {RULES}, got {method!r}")
+    if method == "riemann_trapezoid":  # captum: n points from 0 to 1, weights 1/n with halved ends
+        if steps < 2:
+            raise ValueError(f"steps: the trapezoid rule needs at least 2 points, got {steps}")
+        weights = np.full(steps, 1.0 / steps)
+        weights[[0, -1]] /= 2
+        return torch.from_numpy(np.linspace(0.0, 1.0, steps)), torch.from_numpy(weights)
+    offset = {"riemann_middle": 0.5, "riemann_left": 0.0, "riemann_right": 1.0}[method]
+    alphas = (np.arange(steps) + offset) / steps
+    return torch.from_numpy(alphas), torch.from_numpy(np.full(steps, 1.0 / steps))
 
 
 def integrated_gradients(forward: Callable[[Tensor], Tensor], inputs: Tensor, baseline: Tensor | float | None = None,
-                         target: Target = None, steps: int = 32) -> Tensor:
-    """``(x − x') · ∫₀¹ ∂f/∂x (x' + α(x − x')) dα`` by ``steps``-point Gauss–Legendre: same shape as ``inputs``.
+                         target: Target = None, steps: int = 32, method: str = "gausslegendre") -> Tensor:
+    """``(x − x') · ∫₀¹ ∂f/∂x (x' + α(x − x')) dα`` by a ``steps``-point rule: same shape as ``inputs``.
 
+    ``method`` is the rule, Gauss–Legendre by default as in captum (`quadrature` lists the others).
     ``baseline`` x' defaults to zeros; a number or a tensor of ``inputs``' shape (or one row of it) also works.
     The ``steps`` points of the path go through ``forward`` as one batch of ``steps · batch`` rows, ordered
     point by point (rows 0..batch−1 at the first node, and so on). Summed over features, the attributions
@@ -98,12 +118,14 @@ def integrated_gradients(forward: Callable[[Tensor], Tensor], inputs: Tensor, ba
         if tuple(baseline.shape) != tuple(inputs.shape):
             raise ShapeError(f"baseline: expected the shape of inputs {tuple(inputs.shape)} (or of one row), "
                              f"got {tuple(baseline.shape)}")
-    alphas, weights = gauss_legendre(steps)
+    alphas, weights = quadrature(steps, method)
     batch = inputs.shape[0]
     shape = (steps,) + (1,) * inputs.dim()
     alphas = alphas.to(inputs.dtype).view(shape)
     delta = (inputs - baseline).detach()
     path = (baseline.detach().unsqueeze(0) + alphas * delta.unsqueeze(0)).flatten(0, 1).requires_grad_(True)
+    if isinstance(target, (list, tuple)):
+        target = torch.tensor(target)
     if target is not None and isinstance(target, Tensor) and target.dim() == 1:
         target = target.repeat(steps)
     with torch.enable_grad():

@@ -143,3 +143,26 @@ def offset_accuracy(arcs: Sequence[Sequence[Arc]], lengths: Sequence[int], relat
             raise ValueError(f"relation: no arc labelled {relation!r} in these sentences")
         scores[offset] = hits / total
     return scores
+
+
+def best_head(word_attentions: Sequence[Tensor], arcs: Sequence[Sequence[Arc]],
+              relation: str) -> tuple[str, int, int, float]:
+    """The (direction, layer, head) whose `arc_accuracy` is highest on these sentences, and that accuracy."""
+    best = None
+    for direction in DIRECTIONS:
+        scores = arc_accuracy(word_attentions, arcs, relation, direction)
+        layer, head = divmod(int(scores.argmax()), scores.shape[1])
+        if best is None or scores[layer, head] > best[3]:
+            best = (direction, layer, head, float(scores[layer, head]))
+    return best
+
+
+def best_offset(arcs: Sequence[Sequence[Arc]], lengths: Sequence[int], relation: str,
+                offsets: Sequence[int] = range(-5, 6)) -> tuple[str, int, float]:
+    """The (direction, offset) whose `offset_accuracy` is highest on these sentences, and that accuracy."""
+    best = None
+    for direction in DIRECTIONS:
+        for offset, score in offset_accuracy(arcs, lengths, relation, direction, offsets).items():
+            if best is None or score > best[2]:
+                best = (direction, offset, score)
+    return best

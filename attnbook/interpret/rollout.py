@@ -116,6 +116,7 @@ def attention_flow(attentions: Sequence[Tensor], residual_weight: float = 0.5, h
     capacity = mixed.detach().double().cpu().numpy()  # (batch, layers, n, n)
     depth = len(layers)
     flows = torch.zeros(batch, n, n, dtype=torch.float64)
+    augmenting = nx.algorithms.flow.shortest_augmenting_path  # the same value as the authors' Edmonds–Karp
     for b in range(batch):
         graph = nx.DiGraph()
         for layer in range(depth):
@@ -124,7 +125,6 @@ def attention_flow(attentions: Sequence[Tensor], residual_weight: float = 0.5, h
                     graph.add_edge((layer + 1, i), (layer, j), capacity=float(capacity[b, layer, i, j]))
         for i in range(n):
             for j in range(n):
-                flows[b, i, j] = nx.maximum_flow_value(graph, (depth, i), (0, j),
-                                                       flow_func=nx.algorithms.flow.edmonds_karp)
+                flows[b, i, j] = nx.maximum_flow_value(graph, (depth, i), (0, j), flow_func=augmenting)
     flows = flows / flows.sum(-1, keepdim=True).clamp_min(1e-12)
     return flows.to(layers[0].dtype)
