@@ -58,7 +58,7 @@ def attention_share(attentions: Sequence[Tensor], keys: Tensor, attention_mask: 
     real = torch.ones(batch, n, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
     if tuple(real.shape) != (batch, n):
         raise ShapeError(f"attention_mask: expected (batch, n) = {(batch, n)}, got {tuple(real.shape)}")
-    queries = (real & keys.any(-1)).float()  # (batch, n)
+    queries = (real & keys.any(-1)).to(layers[0].dtype)  # (batch, n)
     weights = queries / queries.sum().clamp_min(1)
     stacked = torch.stack(layers)  # (layers, batch, heads, n, n)
     on_keys = (stacked * keys[None, :, None].to(stacked.dtype)).sum(-1)  # (layers, batch, heads, n)
