@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from attnbook.core.attend import attention
-from attnbook.core.normalize import check_mask
+from attnbook.core.normalize import Normalize, check_mask
 from attnbook.core.scores import Score, check_feature
 from attnbook.errors import ShapeError, check_ndim, check_tensor
 
@@ -21,7 +21,8 @@ class MultiHeadAttention(nn.Module):
     query ``(batch, n_q, embed_dim)``, key ``(batch, n_k, kdim)``, value ``(batch, n_k, vdim)`` → output
     ``(batch, n_q, embed_dim)`` and weights ``(batch, heads, n_q, n_k)``. ``mask`` is boolean, broadcastable
     to ``(batch, heads, n_q, n_k)``, True = may attend. Variants change ``score`` (a name or a callable on
-    per-head queries and keys) and nothing else, as labml's ``get_scores`` hook does.
+    per-head queries and keys) and nothing else, as labml's ``get_scores`` hook does; ``normalize`` (a name or
+    a callable ``(scores, mask) -> weights``) is the same kind of hook for the weights (chapter 8 edits them).
     """
 
     def __init__(
@@ -34,6 +35,7 @@ class MultiHeadAttention(nn.Module):
         kdim: int | None = None,
         vdim: int | None = None,
         score: Score = "scaled_dot",
+        normalize: Normalize = "softmax",
     ):
         super().__init__()
         if num_heads < 1 or embed_dim % num_heads != 0:
@@ -43,7 +45,7 @@ class MultiHeadAttention(nn.Module):
         self.embed_dim, self.num_heads, self.head_dim = embed_dim, num_heads, embed_dim // num_heads
         self.kdim = embed_dim if kdim is None else kdim
         self.vdim = embed_dim if vdim is None else vdim
-        self.dropout, self.score = dropout, score
+        self.dropout, self.score, self.normalize = dropout, score, normalize
         self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias)
         self.k_proj = nn.Linear(self.kdim, embed_dim, bias=bias)
         self.v_proj = nn.Linear(self.vdim, embed_dim, bias=bias)
@@ -80,7 +82,8 @@ class MultiHeadAttention(nn.Module):
         q = self.split_heads(self.q_proj(query))  # (B, H, n_q, hd)
         k = self.split_heads(self.k_proj(key))  # (B, H, n_k, hd)
         v = self.split_heads(self.v_proj(value))  # (B, H, n_k, hd)
-        out, weights = attention(q, k, v, mask=mask, score=self.score, dropout=self.dropout if self.training else 0.0)
+        out, weights = attention(q, k, v, mask=mask, score=self.score,
+                                 dropout=self.dropout if self.training else 0.0, normalize=self.normalize)
         return self.out_proj(self.merge_heads(out)), weights
 
     @classmethod

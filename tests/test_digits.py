@@ -1,0 +1,58 @@
+"""scikit-learn's digits as chapter 6 uses them: the fixed stratified split and the per-class subsets."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits as sklearn_digits
+
+from attnbook.data.images import load_digits, per_class
+from attnbook.errors import DTypeError, ShapeError
+
+
+def test_split_is_fixed_stratified_and_complete():
+    digits = load_digits()
+    assert digits.train_images.shape == (1257, 1, 8, 8) and digits.test_images.shape == (540, 1, 8, 8)
+    assert digits.train_images.dtype == torch.float32 and digits.train_labels.dtype == torch.long
+    for images in (digits.train_images, digits.test_images):
+        assert images.min() == 0.0 and images.max() == 1.0
+    train_share = digits.train_labels.bincount() / 1257
+    test_share = digits.test_labels.bincount() / 540
+    assert (train_share - test_share).abs().max() < 0.005  # the class proportions are kept in both halves
+    again = load_digits()
+    assert torch.equal(again.train_images, digits.train_images) and torch.equal(again.test_labels, digits.test_labels)
+    other = load_digits(seed=1)
+    assert not torch.equal(other.train_labels, digits.train_labels)
+
+
+def test_images_are_sklearns_scaled_and_none_is_lost_or_repeated():
+    digits = load_digits()
+    raw = sklearn_digits()
+    rows = {tuple(x): y for x, y in zip(raw.data.astype(np.float32) / 16.0, raw.target)}
+    ours = torch.cat([digits.train_images, digits.test_images]).flatten(1).numpy()
+    labels = torch.cat([digits.train_labels, digits.test_labels]).numpy()
+    assert all(rows[tuple(x)] == y for x, y in zip(ours, labels))
+    expected = np.sort(raw.data.astype(np.float32) / 16.0, axis=0)
+    np.testing.assert_array_equal(np.sort(ours, axis=0), expected)
+
+
+def test_per_class_draws_count_of_each_class():
+    labels = load_digits().train_labels
+    picked = per_class(labels, 5, torch.Generator().manual_seed(0))
+    assert picked.shape == (50,) and len(picked.unique()) == 50
+    assert torch.equal(labels[picked].bincount(), torch.full((10,), 5))
+    same = per_class(labels, 5, torch.Generator().manual_seed(0))
+    assert torch.equal(picked, same)
+    assert not torch.equal(picked, per_class(labels, 5, torch.Generator().manual_seed(1)))
+    everything = per_class(labels, 10_000)
+    assert torch.equal(everything, torch.arange(len(labels)))  # a class with fewer gives all it has
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="test_size"):
+        load_digits(test_size=1.5)
+    with pytest.raises(ValueError, match="count"):
+        per_class(torch.tensor([0, 1]), 0)
+    with pytest.raises(DTypeError, match="integer"):
+        per_class(torch.tensor([0.0, 1.0]), 1)
+    with pytest.raises(ShapeError, match="labels"):
+        per_class(torch.zeros(2, 2, dtype=torch.long), 1)
