@@ -96,9 +96,8 @@ class ViT(nn.Module):
     ``forward(pixel_values (batch, C, H, W), output_attentions=False)`` → `ViTOutput`. ``dropout`` applies
     after the embeddings, inside the feed-forward blocks, on the residual branches and on the attention
     weights. LayerNorms use ``layer_norm_eps`` (1e-12, HuggingFace's value). Linear layers start as PyTorch
-    starts them (the book's small models train faster that way than
-    with HuggingFace's N(0, 0.02²)); the class
-    token and the position embeddings start at zero, so any structure the positions show was learned.
+    starts them (the book's small models train faster that way than with HuggingFace's N(0, 0.02²)); the
+    class token and the position embeddings start at zero, so any structure the positions show was learned.
     """
 
     def __init__(self, image_size: Size, patch_size: Size, in_channels: int, num_classes: int, embed_dim: int,
