@@ -365,8 +365,10 @@ def test_postprocess_drops_the_no_object_class():
 def test_training_recipe_lowers_the_loss_and_evaluates():
     scenes = make_scenes(64, seed=0)
     model = small_detr(num_classes=2, num_queries=4, d_model=32)
-    history = train_detr(model, scenes, epochs=4, batch_size=16, lr=2e-3)
-    assert len(history) == 4 and history[-1] < history[0]
+    assert model.temperature == 20 and model.backbone(scenes.images[:1]).shape == (1, 64, 8, 8)
+    seen = []
+    history = train_detr(model, scenes, epochs=4, batch_size=16, lr=2e-3, on_epoch=seen.append)
+    assert len(history) == 4 and history[-1] < history[0] and seen == [0, 1, 2, 3, 4]
     scores = evaluate(model, scenes[:16])
     assert set(scores) == {"AP50", "AP"} and 0.0 <= scores["AP"] <= scores["AP50"] <= 1.0
     outputs = model(scenes.images[:4], auxiliary=True)
