@@ -4,7 +4,6 @@ import contextlib
 import io
 import itertools
 
-import numpy as np
 import pytest
 import torch
 from torch.testing import assert_close
@@ -31,8 +30,8 @@ from attnbook.errors import ShapeError
 from attnbook.transformer import EncoderLayer
 
 transformers = pytest.importorskip("transformers")
-from transformers.loss.loss_for_object_detection import HungarianMatcher, ImageLoss  # noqa: E402
-from transformers.loss.loss_for_object_detection import generalized_box_iou as hf_giou  # noqa: E402
+from transformers.loss.loss_for_object_detection import HungarianMatcher, ImageLoss
+from transformers.loss.loss_for_object_detection import generalized_box_iou as hf_giou
 
 
 def reference_detr(d_model=32, heads=4, encoder_layers=2, decoder_layers=2, ffn=48, queries=5, labels=3, seed=0):
@@ -62,7 +61,8 @@ def reference_features(model, images):
     "sizes, image",
     [
         ({}, (2, 3, 64, 48)),
-        ({"d_model": 16, "heads": 2, "encoder_layers": 1, "decoder_layers": 3, "queries": 7, "labels": 1}, (3, 3, 40, 72)),
+        ({"d_model": 16, "heads": 2, "encoder_layers": 1, "decoder_layers": 3, "queries": 7, "labels": 1},
+         (3, 3, 40, 72)),
         ({"d_model": 24, "heads": 3, "ffn": 20, "queries": 4, "labels": 5, "seed": 3}, (1, 3, 32, 32)),
     ],
 )
@@ -114,7 +114,8 @@ def test_encoder_layer_without_positions_is_the_chapter_3_layer():
 def test_decoder_is_permutation_equivariant_in_its_queries():
     torch.manual_seed(0)
     layer = DetrDecoderLayer(12, 3, 20, dropout=0.0).eval()
-    x, queries, memory, memory_pos = torch.randn(2, 6, 12), torch.randn(6, 12), torch.randn(2, 9, 12), torch.randn(9, 12)
+    x, queries = torch.randn(2, 6, 12), torch.randn(6, 12)
+    memory, memory_pos = torch.randn(2, 9, 12), torch.randn(9, 12)
     order = torch.randperm(6)
     out, _, cross = layer(x, memory, queries, memory_pos, need_weights=True)
     assert cross.shape == (2, 3, 6, 9)
@@ -283,7 +284,7 @@ def coco_eval(detections, targets, size=32.0):
         corners = box_cxcywh_to_xyxy(boxes.double() * size)
         return torch.cat([corners[:, :2], corners[:, 2:] - corners[:, :2]], 1).tolist()
 
-    classes = sorted({int(c) for t in targets for c in t["class_labels"]} | {int(c) for d in detections for c in d["labels"]})
+    classes = {int(c) for t in targets for c in t["class_labels"]} | {int(c) for d in detections for c in d["labels"]}
     annotations = []
     for i, t in enumerate(targets):
         for c, b in zip(t["class_labels"], xywh(t["boxes"])):  # ids from 1: COCOeval reads id 0 as "no match"
@@ -294,7 +295,7 @@ def coco_eval(detections, targets, size=32.0):
     with contextlib.redirect_stdout(io.StringIO()):
         truth = coco.COCO()
         truth.dataset = {"images": [{"id": i + 1} for i in range(len(targets))], "annotations": annotations,
-                         "categories": [{"id": c + 1} for c in classes]}
+                         "categories": [{"id": c + 1} for c in sorted(classes)]}
         truth.createIndex()
         evaluation = cocoeval.COCOeval(truth, truth.loadRes(results), "bbox")
         evaluation.evaluate()
@@ -367,8 +368,8 @@ def test_training_recipe_lowers_the_loss_and_evaluates():
     model = small_detr(num_classes=2, num_queries=4, d_model=32)
     assert model.temperature == 20 and model.backbone(scenes.images[:1]).shape == (1, 64, 8, 8)
     seen = []
-    history = train_detr(model, scenes, epochs=4, batch_size=16, lr=2e-3, on_epoch=seen.append)
-    assert len(history) == 4 and history[-1] < history[0] and seen == [0, 1, 2, 3, 4]
+    history = train_detr(model, scenes, epochs=4, batch_size=16, lr=2e-3, monitor=seen.append, monitor_every=5)
+    assert len(history) == 4 and history[-1] < history[0] and seen == [0, 5, 10, 15, 16]
     scores = evaluate(model, scenes[:16])
     assert set(scores) == {"AP50", "AP"} and 0.0 <= scores["AP"] <= scores["AP50"] <= 1.0
     outputs = model(scenes.images[:4], auxiliary=True)

@@ -5,8 +5,18 @@
 HuggingFace's), `metrics` (average precision as COCO computes it), `train` (the chapter's training recipe).
 """
 
-from attnbook.detr.boxes import box_area, box_cxcywh_to_xyxy, box_iou, box_xyxy_to_cxcywh, generalized_box_iou
-from attnbook.detr.layers import DetrDecoderLayer, DetrEncoderLayer, sine_position_embedding
+from attnbook.detr.boxes import (
+    box_area,
+    box_cxcywh_to_xyxy,
+    box_iou,
+    box_xyxy_to_cxcywh,
+    generalized_box_iou,
+)
+from attnbook.detr.layers import (
+    DetrDecoderLayer,
+    DetrEncoderLayer,
+    sine_position_embedding,
+)
 from attnbook.detr.matching import hungarian_match, matching_cost, set_prediction_loss
 from attnbook.detr.metrics import (
     average_precision,

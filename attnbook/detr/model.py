@@ -16,14 +16,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnbook.detr.layers import DetrDecoderLayer, DetrEncoderLayer, copy_attention, sine_position_embedding
+from attnbook.detr.layers import (
+    DetrDecoderLayer,
+    DetrEncoderLayer,
+    copy_attention,
+    sine_position_embedding,
+)
 from attnbook.errors import ShapeError, check_ndim, check_tensor
 
 
 class ConvBackbone(nn.Sequential):
     """A small CNN: 3×3 convolutions with batch norm and ReLU; stride 2 halves the map (``out_channels``)."""
 
-    def __init__(self, in_channels: int = 3, channels: Sequence[int] = (32, 64, 64), strides: Sequence[int] = (1, 2, 2)):
+    def __init__(self, in_channels: int = 3, channels: Sequence[int] = (32, 64, 64),
+                 strides: Sequence[int] = (2, 2, 1)):
         if len(channels) != len(strides) or not channels:
             raise ValueError(f"strides: expected one stride per channel size ({len(channels)}), got {len(strides)}")
         layers: list[nn.Module] = []

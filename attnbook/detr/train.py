@@ -51,37 +51,39 @@ def detr_loss(outputs: dict, targets: list[dict[str, Tensor]], num_classes: int,
 
 def train_detr(model: DETR, scenes: Scenes, epochs: int, batch_size: int = 16, lr: float = 1e-3,
                eos_coef: float = 0.1, auxiliary: bool = True, seed: int = 0,
-               on_epoch: Callable[[int], None] | None = None, desc: str = "DETR") -> list[float]:
+               monitor: Callable[[int], None] | None = None, monitor_every: int = 16,
+               desc: str = "DETR") -> list[float]:
     """Train ``model`` on ``scenes`` (shuffled each epoch from ``seed``) on one thread; mean loss per epoch.
 
-    ``on_epoch(epoch)``, if given, runs before each epoch and once after the last (epoch = ``epochs``), e.g. to
-    record how the predictions change.
+    ``monitor(step)``, if given, runs without gradients every ``monitor_every`` optimisation steps, from step
+    0 to the last, e.g. to record how the predictions change during training.
     """
     generator = torch.Generator().manual_seed(seed)
-    epoch = 0
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * math.ceil(len(scenes) / batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps)))
+    step = 0
+
+    def watch() -> None:
+        if monitor is not None and (step % monitor_every == 0 or step == steps):
+            with torch.no_grad():
+                monitor(step)
+            model.train()
 
     def batches() -> Sequence[Tensor]:
-        nonlocal epoch
-        if on_epoch is not None:
-            with torch.no_grad():
-                on_epoch(epoch)
-            model.train()
-        epoch += 1
         return torch.randperm(len(scenes), generator=generator).split(batch_size)
 
     def loss_fn(index: Tensor) -> Tensor:
+        nonlocal step
+        watch()
+        step += 1
         outputs = model(scenes.images[index], auxiliary=auxiliary)
         return detr_loss(outputs, [scenes.targets[i] for i in index.tolist()], model.num_classes, eos_coef)
 
     with threads(1):
         history = fit(model, optimizer, batches, loss_fn, epochs, clip_norm=0.1, scheduler=scheduler, desc=desc)
-        if on_epoch is not None:
-            with torch.no_grad():
-                on_epoch(epochs)
+        watch()
     return history
 
 
