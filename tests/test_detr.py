@@ -132,7 +132,7 @@ def test_model_shapes_boxes_in_unit_square_and_auxiliary_outputs():
     assert ((0 <= out["pred_boxes"]) & (out["pred_boxes"] <= 1)).all()
     assert out["cross_attentions"][-1].shape == (3, 4, 5, 64)  # 32×32 → 8×8 cells
     assert_close(out["cross_attentions"][-1].sum(-1), torch.ones(3, 4, 5))
-    assert len(out["aux_outputs"]) == 1 and out["aux_outputs"][0]["pred_boxes"].shape == (3, 5, 4)
+    assert len(out["aux_outputs"]) == 2 and out["aux_outputs"][0]["pred_boxes"].shape == (3, 5, 4)
     with pytest.raises(ShapeError, match="images: expected 4 dimensions"):
         model(images[0])
     with pytest.raises(ShapeError, match="features: expected 64 channels"):

@@ -26,14 +26,14 @@ LOSS_WEIGHTS = {"loss_ce": 1.0, "loss_bbox": 5.0, "loss_giou": 2.0}
 
 
 def small_detr(num_classes: int, num_queries: int = 8, d_model: int = 64, seed: int = 0) -> DETR:
-    """The chapter's DETR: a 3-layer CNN (32×32 → 8×8 cells), 2 encoder and 2 decoder layers, 4 heads.
+    """The chapter's DETR: a 3-layer CNN (32×32 → 8×8 cells), 1 encoder and 3 decoder layers, 4 heads.
 
     Its sine positions use temperature 20 instead of 10000: with only ``d_model / 4`` frequencies per axis
     and 8 cells, most of the paper's frequencies would barely change across the grid.
     """
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return DETR(num_classes, num_queries, d_model, num_heads=4, num_encoder_layers=2, num_decoder_layers=2,
+        return DETR(num_classes, num_queries, d_model, num_heads=4, num_encoder_layers=1, num_decoder_layers=3,
                     dim_feedforward=2 * d_model, dropout=0.0,
                     backbone=ConvBackbone(3, (32, 64, 64), (2, 2, 1)), temperature=20.0)
 
