@@ -218,6 +218,15 @@ def test_hungarian_match_equals_reference(seed):
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(weighted, expected))
 
 
+def test_hungarian_match_in_chunks_equals_reference():
+    counts = [int(k) for k in torch.randint(0, 4, (150,), generator=torch.Generator().manual_seed(0))]
+    outputs, targets = random_case(9, counts=counts)  # more images than one chunk of the batched cost
+    reference = HungarianMatcher(class_cost=1.0, bbox_cost=5.0, giou_cost=2.0)(as_reference(outputs), targets)
+    ours = hungarian_match(outputs, targets)
+    assert len(ours) == 150
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(ours, reference))
+
+
 def test_hungarian_match_is_the_cheapest_assignment():
     outputs, targets = random_case(7, counts=(3,), queries=5)
     cost = matching_cost(outputs["pred_logits"][0], outputs["pred_boxes"][0], targets[0]["class_labels"],

@@ -70,11 +70,23 @@ def hungarian_match(outputs: Outputs, targets: Targets, cost_class: float = 1.0,
     if cost_class == cost_bbox == cost_giou == 0:
         raise ValueError("cost_class, cost_bbox, cost_giou: expected at least one non-zero cost")
     logits, boxes = _check(outputs, targets)
+    matches = []
+    for start in range(0, logits.shape[0], _CHUNK):  # the batched cost grows with the square of the batch
+        chunk = slice(start, start + _CHUNK)
+        matches += _match_chunk(logits[chunk], boxes[chunk], targets[chunk], cost_class, cost_bbox, cost_giou)
+    return matches
+
+
+_CHUNK = 64
+
+
+def _match_chunk(logits: Tensor, boxes: Tensor, targets: Targets, cost_class: float, cost_bbox: float,
+                 cost_giou: float) -> list[tuple[Tensor, Tensor]]:
     batch, queries = logits.shape[:2]
     sizes = [len(t["class_labels"]) for t in targets]
     labels = torch.cat([t["class_labels"] for t in targets])
     cost = matching_cost(logits.flatten(0, 1), boxes.flatten(0, 1), labels, torch.cat([t["boxes"] for t in targets]),
-                         cost_class, cost_bbox, cost_giou)  # every query against every object of the batch
+                         cost_class, cost_bbox, cost_giou)  # every query against every object of the chunk
     cost = cost.view(batch, queries, sum(sizes)).cpu()
     matches = []
     for i, image_cost in enumerate(cost.split(sizes, dim=-1)):  # keep image i's queries and objects
