@@ -1,4 +1,5 @@
-"""scikit-learn's digits as chapter 6 uses them: the fixed stratified split and the per-class subsets."""
+"""scikit-learn's digits as chapter 6 uses them: the fixed stratified split, the per-class subsets, the canvas;
+and the re-export of the detection scenes."""
 
 import numpy as np
 import pytest
@@ -72,3 +73,12 @@ def test_place_on_canvas_moves_each_digit_whole():
     assert offsets == {(r, c) for r in range(5) for c in range(4)}  # every offset occurs
     with pytest.raises(ValueError, match="size"):
         place_on_canvas(images, 3)
+
+
+def test_scenes_are_re_exported_from_their_module():
+    from attnbook.data import images, scenes
+
+    assert images.make_scenes is scenes.make_scenes and images.Scenes is scenes.Scenes
+    assert images.CLASS_NAMES == scenes.CLASS_NAMES
+    drawn = images.make_scenes(2, seed=0)
+    assert isinstance(drawn, images.Scenes) and len(drawn) == 2

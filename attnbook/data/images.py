@@ -4,6 +4,8 @@
 tensors ``(n, 1, 8, 8)`` scaled to [0, 1], split once, stratified by class and seeded, into a training and a
 test set. `per_class` draws the few-labels subsets of the data-efficiency experiment; `place_on_canvas`
 puts each digit at a random place on a larger blank image, so that where a stroke lies says nothing by itself.
+The detection scenes of DETR (and chapter 8's cluttered versions) live in `attnbook.data.scenes` and are
+re-exported here (`Scenes`, `make_scenes`, `CLASS_NAMES`), so that chapter 6's images come from one module.
 """
 
 from __future__ import annotations
@@ -13,7 +15,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from attnbook.data.scenes import CLASS_NAMES, Scenes, make_scenes
 from attnbook.errors import DTypeError, check_ndim, check_tensor
+
+__all__ = ["CLASS_NAMES", "DIGITS_SOURCE", "Digits", "Scenes", "load_digits", "make_scenes", "per_class",
+           "place_on_canvas"]
 
 DIGITS_SOURCE = "scikit-learn's copy of the UCI optical handwritten digits test set (Alpaydin & Kaynak 1998)"
 
