@@ -95,7 +95,9 @@ class ViT(nn.Module):
 
     ``forward(pixel_values (batch, C, H, W), output_attentions=False)`` → `ViTOutput`. ``dropout`` applies
     after the embeddings, inside the feed-forward blocks, on the residual branches and on the attention
-    weights. LayerNorms use ``layer_norm_eps`` (1e-12, HuggingFace's value).
+    weights. LayerNorms use ``layer_norm_eps`` (1e-12, HuggingFace's value). Linear layers start as PyTorch
+    starts them (the book's small models train faster that way than with HuggingFace's N(0, 0.02²)); the
+    class token and the position embeddings start at zero, so any structure the positions show was learned.
     """
 
     def __init__(self, image_size: Size, patch_size: Size, in_channels: int, num_classes: int, embed_dim: int,
@@ -111,9 +113,6 @@ class ViT(nn.Module):
                              layer_norm_eps=layer_norm_eps)
         self.encoder = Encoder(layer, depth, nn.LayerNorm(embed_dim, eps=layer_norm_eps))
         self.classifier = nn.Linear(embed_dim, num_classes)
-        self.apply(_init_weights)
-        nn.init.trunc_normal_(self.cls_token, std=0.02)
-        nn.init.trunc_normal_(self.position_embeddings, std=0.02)
 
     def embed(self, pixel_values: Tensor) -> Tensor:
         """The encoder's input: [class token; patch embeddings] + positions, ``(batch, patches + 1, embed_dim)``."""
@@ -147,6 +146,16 @@ class ViT(nn.Module):
         return new.to(module.classifier.weight.dtype).eval()
 
 
+def position_similarity(model: ViT) -> Tensor:
+    """Cosine similarity between the learned position embeddings of every two patches (the class token's left
+    out): ``(rows, cols, rows, cols)``, entry ``[i, j, k, l]`` comparing patch (i, j) with patch (k, l)."""
+    if not isinstance(model, ViT):
+        raise TypeError(f"model: expected an attnbook ViT, got {type(model).__name__}")
+    rows, cols = model.patch_embedding.grid_size
+    positions = nn.functional.normalize(model.position_embeddings[0, 1:].detach(), dim=-1)  # (patches, dim)
+    return (positions @ positions.T).view(rows, cols, rows, cols)
+
+
 _RENAMES = [
     (r"^vit\.embeddings\.patch_embeddings\.", "patch_embedding."),
     (r"^vit\.embeddings\.", ""),
@@ -168,11 +177,3 @@ def hf_to_attnbook(name: str) -> str:
         if count:
             break
     return name
-
-
-def _init_weights(module: nn.Module) -> None:
-    """HuggingFace's ViT initialisation: linear and convolution weights N(0, 0.02²) truncated, biases 0."""
-    if isinstance(module, (nn.Linear, nn.Conv2d)):
-        nn.init.trunc_normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)

@@ -1,11 +1,12 @@
-"""scikit-learn's digits as chapter 6 uses them: the fixed stratified split and the per-class subsets."""
+"""scikit-learn's digits as chapter 6 uses them: the fixed stratified split, the per-class subsets, the canvas;
+and the re-export of the detection scenes."""
 
 import numpy as np
 import pytest
 import torch
 from sklearn.datasets import load_digits as sklearn_digits
 
-from attnbook.data.images import load_digits, per_class
+from attnbook.data.images import load_digits, per_class, place_on_canvas
 from attnbook.errors import DTypeError, ShapeError
 
 
@@ -56,3 +57,28 @@ def test_errors():
         per_class(torch.tensor([0.0, 1.0]), 1)
     with pytest.raises(ShapeError, match="labels"):
         per_class(torch.zeros(2, 2, dtype=torch.long), 1)
+
+
+def test_place_on_canvas_moves_each_digit_whole():
+    images = torch.rand(200, 2, 3, 4) + 0.1  # no zero pixel, so each digit's box can be found
+    canvas = place_on_canvas(images, 7, torch.Generator().manual_seed(0))
+    assert canvas.shape == (200, 2, 7, 7)
+    offsets = set()
+    for image, placed in zip(images, canvas):
+        rows, cols = placed[0].nonzero().unbind(1)
+        top, left = int(rows.min()), int(cols.min())
+        offsets.add((top, left))
+        torch.testing.assert_close(placed[:, top : top + 3, left : left + 4], image)
+        torch.testing.assert_close(placed.sum(), image.sum())  # nothing else on the canvas
+    assert offsets == {(r, c) for r in range(5) for c in range(4)}  # every offset occurs
+    with pytest.raises(ValueError, match="size"):
+        place_on_canvas(images, 3)
+
+
+def test_scenes_are_re_exported_from_their_module():
+    from attnbook.data import images, scenes
+
+    assert images.make_scenes is scenes.make_scenes and images.Scenes is scenes.Scenes
+    assert images.CLASS_NAMES == scenes.CLASS_NAMES
+    drawn = images.make_scenes(2, seed=0)
+    assert isinstance(drawn, images.Scenes) and len(drawn) == 2

@@ -100,7 +100,7 @@ def test_indexing_keeps_the_batch_dimension():
         ({"n": 0}, "n: expected at least one scene"),
         ({"n": 2, "image_size": 4}, "image_size: expected at least 8"),
         ({"n": 2, "min_objects": 3, "max_objects": 1}, "min_objects, max_objects"),
-        ({"n": 2, "min_objects": 30, "max_objects": 30}, "could not place 30"),
+        ({"n": 1, "image_size": 8, "min_objects": 5, "max_objects": 5}, "could not place 5"),
     ],
 )
 def test_errors_name_the_argument(kwargs, match):

@@ -6,7 +6,7 @@ import transformers
 
 from attnbook.errors import ShapeError
 from attnbook.transformer import EncoderLayer
-from attnbook.vit import PatchEmbedding, ViT, hf_to_attnbook, patchify
+from attnbook.vit import PatchEmbedding, ViT, hf_to_attnbook, patchify, position_similarity
 
 SIZES = [  # image_size, patch_size, channels, hidden, layers, heads, mlp, labels
     (8, 2, 1, 16, 2, 4, 32, 10),
@@ -90,6 +90,9 @@ def test_patch_embedding_is_a_linear_map_on_flattened_patches():
 def test_class_token_reads_every_patch_and_positions_matter():
     torch.manual_seed(0)
     model = ViT(8, 2, 1, 10, 16, depth=1, num_heads=2, mlp_dim=32).eval()
+    assert not model.position_embeddings.any() and not model.cls_token.any()  # both start at zero
+    with torch.no_grad():
+        model.position_embeddings.normal_()
     pixels = torch.rand(2, 1, 8, 8)
     swapped = pixels.clone()
     swapped[:, :, 0:2, 0:2], swapped[:, :, 6:8, 6:8] = pixels[:, :, 6:8, 6:8], pixels[:, :, 0:2, 0:2]
@@ -134,6 +137,24 @@ def test_reference_names_map_one_to_one():
 
 
 def test_gradients_reach_every_parameter():
-    model = ViT(8, 4, 1, 3, 8, depth=1, num_heads=2, mlp_dim=16)
+    model = ViT(8, 4, 1, 3, 8, depth=2, num_heads=2, mlp_dim=16)  # depth 1: the zero class token
+    # at the start gives a query equal to q_proj.bias, so q_proj.weight would get no gradient
     model(torch.rand(2, 1, 8, 8)).logits.sum().backward()
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    for name, p in model.named_parameters():
+        if name.endswith("k_proj.bias"):  # q·b_k is the same for every key: softmax ignores it
+            torch.testing.assert_close(p.grad, torch.zeros_like(p), atol=1e-6, rtol=0)
+        else:
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_position_similarity_is_the_cosine_of_two_patches_positions():
+    model = ViT((4, 6), 2, 1, 3, 8, depth=1, num_heads=2, mlp_dim=16)
+    with torch.no_grad():
+        model.position_embeddings.normal_()
+    similarity = position_similarity(model)
+    assert similarity.shape == (2, 3, 2, 3)
+    first, last = model.position_embeddings[0, 1], model.position_embeddings[0, 6]  # patches (0, 0) and (1, 2)
+    torch.testing.assert_close(similarity[0, 0, 1, 2], torch.cosine_similarity(first, last, dim=0).detach())
+    torch.testing.assert_close(similarity[1, 1, 1, 1], torch.tensor(1.0))
+    with pytest.raises(TypeError, match="ViT"):
+        position_similarity(torch.nn.Linear(2, 2))

@@ -2,7 +2,10 @@
 
 `load_digits` returns the 1,797 digits of `sklearn.datasets.load_digits` (8 × 8, grey levels 0-16) as
 tensors ``(n, 1, 8, 8)`` scaled to [0, 1], split once, stratified by class and seeded, into a training and a
-test set. `per_class` draws the few-labels subsets of the data-efficiency experiment.
+test set. `per_class` draws the few-labels subsets of the data-efficiency experiment; `place_on_canvas`
+puts each digit at a random place on a larger blank image, so that where a stroke lies says nothing by itself.
+The detection scenes of DETR (and chapter 8's cluttered versions) live in `attnbook.data.scenes` and are
+re-exported here (`Scenes`, `make_scenes`, `CLASS_NAMES`), so that chapter 6's images come from one module.
 """
 
 from __future__ import annotations
@@ -12,7 +15,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from attnbook.data.scenes import CLASS_NAMES, Scenes, make_scenes
 from attnbook.errors import DTypeError, check_ndim, check_tensor
+
+__all__ = ["CLASS_NAMES", "DIGITS_SOURCE", "Digits", "Scenes", "load_digits", "make_scenes", "per_class",
+           "place_on_canvas"]
 
 DIGITS_SOURCE = "scikit-learn's copy of the UCI optical handwritten digits test set (Alpaydin & Kaynak 1998)"
 
@@ -68,3 +75,21 @@ def per_class(labels: Tensor, count: int, generator: torch.Generator | None = No
         members = (labels == cls).nonzero().squeeze(1)
         chosen.append(members[torch.randperm(len(members), generator=generator)[:count]])
     return torch.cat(chosen).sort().values
+
+
+def place_on_canvas(images: Tensor, size: int, generator: torch.Generator | None = None) -> Tensor:
+    """Each image ``(n, C, h, w)`` pasted at a random offset on a blank ``size × size`` canvas → ``(n, C, size,
+    size)``; every offset from 0 to ``size - h`` (rows) and ``size - w`` (columns) is equally likely."""
+    images = check_tensor("images", images)
+    check_ndim("images", images, 4, "(n, channels, height, width)")
+    n, channels, height, width = images.shape
+    if size < max(height, width):
+        raise ValueError(f"size: expected at least the image size {max(height, width)}, got {size}")
+    rows = torch.randint(0, size - height + 1, (n,), generator=generator)
+    cols = torch.randint(0, size - width + 1, (n,), generator=generator)
+    canvas = images.new_zeros(n, channels, size, size)
+    index = torch.arange(n)[:, None, None, None]
+    r = (rows[:, None] + torch.arange(height))[:, None, :, None]  # (n, 1, h, 1)
+    c = (cols[:, None] + torch.arange(width))[:, None, None, :]  # (n, 1, 1, w)
+    canvas[index, torch.arange(channels)[None, :, None, None], r, c] = images
+    return canvas
