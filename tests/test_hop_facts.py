@@ -34,3 +34,13 @@ def test_hop_mass_and_hits():
         hop_mass(weights, slots[:, :2])
     with pytest.raises(ShapeError, match="weights"):
         hop_hits(weights[0], slots)
+
+
+def test_attention_on_facts_checks_its_masks():
+    from attnbook.memory import attention_on_facts
+
+    weights = torch.full((2, 3, 4), 0.25)
+    with pytest.raises(ShapeError, match="supporting"):
+        attention_on_facts(weights, torch.ones(2, 5, dtype=torch.bool), torch.ones(2, 4, dtype=torch.bool))
+    with pytest.raises(ShapeError, match="memory_mask"):
+        attention_on_facts(weights, torch.ones(2, 4, dtype=torch.bool), torch.ones(3, 4, dtype=torch.bool))
