@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnbook.errors import ShapeError, check_tensor
+from attnbook.errors import ShapeError, check_shape, check_tensor
 from attnbook.gat import add_self_loops, check_edge_index, feature_dropout, glorot_, sparse_linear
 
 
@@ -94,6 +94,7 @@ class MLP(nn.Module):
         self.lin2 = nn.Linear(hidden, num_classes)
 
     def forward(self, x: Tensor, edge_index: Tensor | None = None) -> Tensor:
+        check_shape("x", check_tensor("x", x), (None, self.lin1.in_features))
         x = feature_dropout(x, self.dropout, self.training)
         x = F.relu(sparse_linear(x, self.lin1.weight) + self.lin1.bias)
         return self.lin2(F.dropout(x, self.dropout, training=self.training))

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from attnbook import repro
 from attnbook.core import attention, check_mask
 from attnbook.data.babi import Batch
-from attnbook.errors import ShapeError, check_ndim, check_tensor
+from attnbook.errors import ShapeError, check_ndim, check_shape, check_tensor
 from attnbook.train import progress
 
 
@@ -241,6 +241,8 @@ def attention_on_facts(weights: Tensor, supporting: Tensor, memory_mask: Tensor)
     weights ``(N, K, M)``, supporting and memory_mask ``(N, M)`` → ``(K,)`` and a scalar.
     """
     check_ndim("weights", weights, 3, "(questions, hops, memory slots)")
+    check_shape("supporting", supporting, (weights.shape[0], weights.shape[2]))
+    check_shape("memory_mask", memory_mask, (weights.shape[0], weights.shape[2]))
     on_facts = (weights * supporting[:, None, :]).sum(-1).mean(0)
     uniform = (supporting.sum(-1) / memory_mask.sum(-1).clamp(min=1)).mean()
     return on_facts, uniform

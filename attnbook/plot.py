@@ -77,3 +77,39 @@ def to_png(fig: plt.Figure, close: bool = True) -> bytes:
     if close:
         plt.close(fig)
     return buffer.getvalue()
+
+
+def draw_node_attention(
+    graph: "networkx.Graph",
+    positions: dict,
+    node: int,
+    neighbours: Sequence[int],
+    alpha: torch.Tensor,
+    classes: Sequence[int],
+    ax: plt.Axes | None = None,
+    class_names: Sequence[str] = ("instructor's faction", "administrator's"),
+) -> plt.Axes:
+    """Draw ``graph`` with one node's attention on its edges (chapter 7's karate club).
+
+    ``neighbours`` are the nodes ``node`` attends (itself included) and ``alpha`` ``(len(neighbours),)`` their
+    weights: an edge's width is proportional to its weight; node colours are ``classes`` (0 or 1).
+    """
+    import networkx as nx  # only chapter 7 draws graphs
+
+    if alpha.shape != (len(neighbours),):
+        raise ValueError(f"alpha: expected shape ({len(neighbours)},) (one weight per neighbour), "
+                         f"got {tuple(alpha.shape)}")
+    ax = ax or plt.subplots(figsize=(5.2, 4.2))[1]
+    colours = ["tab:orange" if int(y) == 0 else "tab:purple" for y in classes]
+    nx.draw_networkx_edges(graph, positions, ax=ax, edge_color="lightgrey", width=0.8)
+    pairs = [(j, float(a)) for j, a in zip(neighbours, alpha) if j != node]
+    top = float(alpha.max())
+    nx.draw_networkx_edges(graph, positions, edgelist=[(node, j) for j, _ in pairs], ax=ax,
+                           width=[4 * a / top for _, a in pairs], edge_color="tab:blue")
+    nx.draw_networkx_nodes(graph, positions, ax=ax, node_color=colours, node_size=160)
+    nx.draw_networkx_labels(graph, positions, ax=ax, font_size=7)
+    ax.set_title(f"node {node}'s attention over its {len(pairs)} neighbours (width ∝ weight)")
+    ax.set_xlabel(f"orange: {class_names[0]} · purple: {class_names[1]}")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return ax

@@ -316,11 +316,16 @@ def test_error_multihead_shapes():
 
 def test_scaled_dot_has_unit_variance_for_unit_inputs():
     g = torch.Generator().manual_seed(9)
-    d = 256
-    q, k = torch.randn(2000, 1, d, generator=g), torch.randn(2000, 1, d, generator=g)
-    scaled, plain = scaled_dot_score(q, k), dot_score(q, k)  # (2000, 1, 1) each
-    assert abs(scaled.var().item() - 1.0) < 0.1  # Var(q·k) = d for unit-variance components, so /√d gives 1
-    assert abs(plain.var().item() / d - 1.0) < 0.1  # the unscaled score's variance grows with d
+    for d in (16, 256):
+        q, k = torch.randn(2000, 1, d, generator=g), torch.randn(2000, 1, d, generator=g)
+        scaled, plain = scaled_dot_score(q, k), dot_score(q, k)  # the package's scores, (2000, 1, 1) each
+        torch.testing.assert_close(plain, (q * k).sum(-1, keepdim=True), atol=1e-4, rtol=1e-5)
+        torch.testing.assert_close(scaled, plain / math.sqrt(d))
+        assert abs(scaled.var().item() - 1.0) < 0.1  # Var(q·k) = d for unit-variance inputs; /√d gives 1
+        assert abs(plain.var().item() / d - 1.0) < 0.1  # the unscaled score's variance grows with d
+    v = torch.randn(2000, 1, 3, generator=g)
+    _, weights = attention(q, torch.cat([k, -k], 1), torch.cat([v, v], 1))  # the default score is scaled_dot
+    torch.testing.assert_close(weights[..., 0], torch.sigmoid(2 * scaled[..., 0, 0])[:, None])
 
 
 # ---------------------------------------------------------------------------------------------------------

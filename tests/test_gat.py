@@ -88,6 +88,51 @@ def test_gat_layer_gradients_match_pyg():
     torch.testing.assert_close(layer.score.att_dst.grad, conv.att_dst.grad.view(3, 4), **TOL)
 
 
+class PyGGAT(torch.nn.Module):
+    """The paper's two-layer GAT written with PyG's `GATConv`, as in PyG's ``examples/gat.py``."""
+
+    def __init__(self, in_features, num_classes, hidden, heads, out_heads, dropout):
+        super().__init__()
+        self.dropout = dropout
+        self.conv1 = GATConv(in_features, hidden, heads=heads, dropout=dropout)
+        self.conv2 = GATConv(hidden * heads, num_classes, heads=out_heads, concat=False, dropout=dropout)
+
+    def forward(self, x, edge_index):
+        x = F.dropout(x, self.dropout, training=self.training)
+        x = F.elu(self.conv1(x, edge_index))
+        x = F.dropout(x, self.dropout, training=self.training)
+        return self.conv2(x, edge_index)
+
+
+@pytest.mark.parametrize("out_heads", [1, 3])
+def test_gat_model_matches_a_pyg_model_with_copied_weights(out_heads):
+    g = torch.Generator().manual_seed(20 + out_heads)
+    x, edges = torch.rand(17, 12, generator=g), random_graph(17, 50, g)
+    x[x < 0.6] = 0  # sparse bag-of-words-like features, also fed as CSR
+    torch.manual_seed(out_heads)
+    reference = PyGGAT(12, 5, hidden=4, heads=6, out_heads=out_heads, dropout=0.6).eval()
+    for conv in (reference.conv1, reference.conv2):
+        torch.nn.init.normal_(conv.bias)
+    model = GAT(12, 5, hidden=4, heads=6, out_heads=out_heads, dropout=0.6).eval()
+    model.conv1 = GATLayer.from_reference(reference.conv1)
+    model.conv2 = GATLayer.from_reference(reference.conv2)
+    model.eval()
+    expected = reference(x, edges)
+    torch.testing.assert_close(model(x, edges), expected, **TOL)
+    torch.testing.assert_close(model(to_sparse_csr(x), edges), expected, **TOL)
+    for (_, alpha), conv in zip(model.attention_weights(x, edges), (reference.conv1, reference.conv2)):
+        assert alpha.shape[1] == conv.heads
+    _, (_, expected_alpha) = reference.conv2(F.elu(reference.conv1(x, edges)), edges,
+                                             return_attention_weights=True)
+    torch.testing.assert_close(model.attention_weights(x, edges)[1][1], expected_alpha, **TOL)
+    F.cross_entropy(expected, torch.arange(17) % 5).backward()
+    F.cross_entropy(model(x, edges), torch.arange(17) % 5).backward()
+    for ours, theirs in ((model.conv1, reference.conv1), (model.conv2, reference.conv2)):
+        torch.testing.assert_close(ours.lin.weight.grad, theirs.lin.weight.grad, **TOL)
+        torch.testing.assert_close(ours.score.att_src.grad, theirs.att_src.grad.view_as(ours.score.att_src), **TOL)
+        torch.testing.assert_close(ours.bias.grad, theirs.bias.grad, **TOL)
+
+
 def test_gcn_layer_matches_pyg():
     g = torch.Generator().manual_seed(5)
     x, edges = torch.randn(10, 6, generator=g), random_graph(10, 24, g)

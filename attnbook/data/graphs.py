@@ -244,13 +244,15 @@ def generated_citation_graph(
     mean_degree: float = 3.9,
     homophily: float = 0.81,
     seed: int = 0,
+    num_val: int = 500,
+    num_test: int = 1000,
 ) -> GraphData:
     """A Cora-sized stand-in: a stochastic block model with bag-of-words features (binary, like Cora's).
 
     Each node draws ``words_per_node`` words: a fraction ``topic_share`` from its class's own block of the
     vocabulary, the rest uniformly from all of it, so a node's words alone say little about its class. Edges
     join nodes of the same class with probability ``homophily`` (Cora's edge homophily is 0.81), so averaging
-    over neighbours recovers the class. Split like Planetoid: 20 per class / 500 / 1000.
+    over neighbours recovers the class. Split like Planetoid: 20 per class / ``num_val`` / ``num_test``.
     """
     rng = np.random.default_rng(seed)
     y = rng.integers(0, num_classes, size=num_nodes)
@@ -270,7 +272,7 @@ def generated_citation_graph(
     sources = rng.integers(0, num_nodes, num_edges)
     same = rng.random(num_edges) < homophily
     targets = np.where(same, [rng.choice(by_class[y[s]]) for s in sources], rng.integers(0, num_nodes, num_edges))
-    train, val, test = planetoid_split(y, num_classes, rng=rng)
+    train, val, test = planetoid_split(y, num_classes, num_val=num_val, num_test=num_test, rng=rng)
     return GraphData(
         name="generated citation graph", x=torch.from_numpy(x), y=torch.from_numpy(y),
         edge_index=undirected_edge_index(np.stack([sources, targets], 1), num_nodes),
