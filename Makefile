@@ -52,7 +52,7 @@ book: $(VENV)/.installed $(VENDORED) $(CACHE_STAMP)
 
 # The whole suite: the chapters' formatting, unit and property tests, every chapter through nbval (with the real
 # data, then with the generated fallback), the -W site build, the browser test.
-test: unit notebooks notebooks-generated book browser
+test: lint unit notebooks notebooks-generated book browser
 
 # The chapters' code is formatted (ruff, 80 columns: chapters/ruff.toml) so no line hides behind a scrollbar.
 # `$(BIN)/ruff format chapters/` fixes most of what this reports; long strings and comments need a hand.
