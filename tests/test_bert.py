@@ -151,8 +151,8 @@ def test_parameter_names_map_onto_transformers():
     assert hf_to_attnbook("encoder.layer.3.attention.self.query.weight") == "encoder.layers.3.self_attn.q_proj.weight"
     assert hf_to_attnbook("encoder.layer.0.attention.output.dense.bias") == "encoder.layers.0.self_attn.out_proj.bias"
     assert hf_to_attnbook("encoder.layer.0.attention.output.LayerNorm.weight") == "encoder.layers.0.norm1.weight"
-    assert hf_to_attnbook("encoder.layer.0.intermediate.dense.weight") == "encoder.layers.0.linear1.weight"
-    assert hf_to_attnbook("encoder.layer.0.output.dense.weight") == "encoder.layers.0.linear2.weight"
+    assert hf_to_attnbook("encoder.layer.0.intermediate.dense.weight") == "encoder.layers.0.feed_forward.linear1.weight"
+    assert hf_to_attnbook("encoder.layer.0.output.dense.weight") == "encoder.layers.0.feed_forward.linear2.weight"
     assert hf_to_attnbook("encoder.layer.0.output.LayerNorm.bias") == "encoder.layers.0.norm2.bias"
     assert hf_to_attnbook("embeddings.position_ids") is None
 

@@ -1,4 +1,4 @@
-"""bAbI question answering (Weston et al. 2015): a parser for the v1.2 files and an offline generator.
+"""bAbI question answering (Weston et al. 2015) for chapter 1: a parser for the v1.2 files and a generator.
 
 The format, one line each: ``ID sentence`` for a story line, ``ID question<TAB>answer<TAB>supporting IDs``
 for a question. IDs start at 1 and reset at every new story; supporting IDs count every line of the story,
