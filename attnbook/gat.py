@@ -205,7 +205,7 @@ def neighbourhood_entropy(alpha: Tensor, index: Tensor, num_nodes: int) -> Tenso
 
 
 def uniform_entropy(index: Tensor, num_nodes: int) -> Tensor:
-    """Entropy log(|N(i) ∪ {i}|) of uniform attention over each neighbourhood: (N,), for edges with loops."""
+    """Entropy log(size of N(i) ∪ {i}) of uniform attention over each neighbourhood: (N,), for edges with loops."""
     return torch.bincount(index, minlength=num_nodes).clamp_min(1).double().log().float()
 
 
