@@ -162,6 +162,19 @@ def test_config_rejects_what_it_cannot_copy():
         BertConfig.from_reference(transformers.BertConfig(hidden_act="relu"))
     with pytest.raises(TypeError, match="BertModel"):
         BertModel.from_reference(torch.nn.Linear(2, 2))
+    look_alike = type("BertModel", (torch.nn.Module,), {})()  # the class name alone does not make a reference
+    with pytest.raises(TypeError, match="transformers.BertModel"):
+        BertModel.from_reference(look_alike)
+
+
+def test_self_attention_mask_hides_padding_and_for_the_decoder_the_future():
+    sizes = dict(vocab_size=30, hidden_size=16, num_attention_heads=2, max_position_embeddings=8)
+    encoder, decoder = BertModel(BertConfig(**sizes)), BertModel(BertConfig(**sizes, is_decoder=True))
+    attention_mask = torch.tensor([[1, 1, 0]])
+    assert encoder.self_attention_mask(attention_mask).tolist() == [[[[True, True, False]]]]
+    assert decoder.self_attention_mask(attention_mask).tolist() == [[[[True, False, False], [True, True, False],
+                                                                       [True, True, False]]]]
+    assert encoder.attention_mask(attention_mask).equal(encoder.self_attention_mask(attention_mask))  # old name
 
 
 def test_input_errors_name_the_argument():
