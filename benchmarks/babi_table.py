@@ -97,9 +97,9 @@ def main() -> None:
 
     recipe = MemN2NRecipe(optimizer=args.optimizer, lr=args.lr, epochs=args.epochs,
                           halve_every=max(1, args.epochs // 4),
-                    linear_start=args.linear_epochs > 0, linear_epochs=args.linear_epochs,
-                    linear_patience=max(1, args.linear_epochs),  # patience = length: no early end
-                    fill_memory=args.fill_memory)
+                          linear_start=args.linear_epochs > 0, linear_epochs=args.linear_epochs,
+                          linear_patience=max(1, args.linear_epochs),  # patience = length: no early end
+                          fill_memory=args.fill_memory)
     print(f"recipe: {recipe}, restarts: {args.restarts}, select: {args.select}, jobs: {args.jobs}")
     os.environ.setdefault("ATTNBOOK_PROGRESS", "0")  # progress bars of parallel workers would interleave
     # Longest tasks (50 memory slots) first, so that the workers finish together.
