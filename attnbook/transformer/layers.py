@@ -140,6 +140,7 @@ def _nest_feed_forward_keys(module: nn.Module, state_dict: dict, prefix: str, *a
         if name.split(".")[0] in ("linear1", "linear2"):
             state_dict[f"{prefix}feed_forward.{name}"] = state_dict.pop(key)
 
+
 class EncoderLayer(_TransformerLayer):
     """Self-attention then a feed-forward network, each wrapped in a residual connection and LayerNorm.
 
