@@ -13,6 +13,13 @@ from torch import Tensor, nn
 
 from attnbook.transformer.layers import DecoderLayer, EncoderLayer, _reference_activation
 
+
+def clones(layer: nn.Module, num_layers: int) -> nn.ModuleList:
+    """``num_layers`` independent copies of ``layer`` (each with its own weights), as a stack holds them."""
+    if num_layers < 1:
+        raise ValueError(f"num_layers: expected at least 1, got {num_layers}")
+    return nn.ModuleList(copy.deepcopy(layer) for _ in range(num_layers))
+
 class Encoder(nn.Module):
     """A stack of ``num_layers`` copies of an `EncoderLayer`, with an optional final LayerNorm (``norm``).
 
@@ -21,10 +28,7 @@ class Encoder(nn.Module):
 
     def __init__(self, layer: EncoderLayer, num_layers: int, norm: nn.LayerNorm | None = None):
         super().__init__()
-        if num_layers < 1:
-            raise ValueError(f"num_layers: expected at least 1, got {num_layers}")
-        self.layers = nn.ModuleList(copy.deepcopy(layer) for _ in range(num_layers))
-        self.norm = norm
+        self.layers, self.norm = clones(layer, num_layers), norm
 
     def forward(self, x: Tensor, mask: Tensor | None = None,
                 need_weights: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
@@ -46,10 +50,7 @@ class Decoder(nn.Module):
 
     def __init__(self, layer: DecoderLayer, num_layers: int, norm: nn.LayerNorm | None = None):
         super().__init__()
-        if num_layers < 1:
-            raise ValueError(f"num_layers: expected at least 1, got {num_layers}")
-        self.layers = nn.ModuleList(copy.deepcopy(layer) for _ in range(num_layers))
-        self.norm = norm
+        self.layers, self.norm = clones(layer, num_layers), norm
 
     def forward(self, x: Tensor, memory: Tensor, self_mask: Tensor | None = None,
                 cross_mask: Tensor | None = None,
