@@ -11,126 +11,35 @@ which is `attnbook.core.attention` with queries = keys = values = W h, the score
 mask. `GATLayer.forward_dense` computes exactly that (an (N, N) matrix: small graphs, teaching);
 `GATLayer.forward` computes the same numbers over an edge list with a segment softmax (real graphs). The
 layer's interface follows `torch_geometric.nn.GATConv`: ``edge_index`` is a ``(2, E)`` LongTensor of
-source → target pairs and self-loops are added inside.
+source → target pairs and self-loops are added inside (`attnbook.graph`). Chapter 7 trains it with
+`attnbook.node_classification.train_node_classifier`.
 
 Shape legend: N nodes, E edges, F input features, H heads, C features per head.
 """
 
 from __future__ import annotations
 
-import math
-import time
-import warnings
-from dataclasses import dataclass, field
+from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from attnbook.core import attention, edge_attention, segment_softmax  # noqa: F401 (segment_softmax re-exported)
-from attnbook import repro
-from attnbook.errors import DTypeError, ShapeError, check_ndim, check_tensor
-from attnbook.train import progress
+from attnbook.core import attention, edge_attention, segment_softmax
+from attnbook.errors import ShapeError, check_tensor
+from attnbook.graph import (add_self_loops, check_edge_index, dense_adjacency, feature_dropout, glorot_,
+                            sparse_linear, to_sparse_csr)
+from attnbook.node_classification import (GAT_RECIPE, GCN_RECIPE, NodeClassifierRecipe, NodeClassifierResult,
+                                          Recipe, TrainResult, train_node_classifier)
 
-# ---------------------------------------------------------------------------------------------------------
-# Edge lists.
-
-
-def check_edge_index(edge_index: object, num_nodes: int) -> Tensor:
-    """Check that ``edge_index`` is a (2, E) integer tensor of node ids in ``0..num_nodes-1``; return it."""
-    edge_index = check_tensor("edge_index", edge_index)
-    if edge_index.dtype not in (torch.int64, torch.int32):
-        raise DTypeError(f"edge_index: expected an integer (torch.long) tensor, got {edge_index.dtype}")
-    if edge_index.ndim != 2 or edge_index.shape[0] != 2:
-        raise ShapeError(f"edge_index: expected shape (2, E) of source→target pairs, got {tuple(edge_index.shape)}")
-    if edge_index.numel() and (edge_index.min() < 0 or edge_index.max() >= num_nodes):
-        raise ValueError(f"edge_index: expected node ids in 0..{num_nodes - 1}, got "
-                         f"{int(edge_index.min())}..{int(edge_index.max())}")
-    return edge_index.long()
-
-
-def add_self_loops(edge_index: Tensor, num_nodes: int) -> Tensor:
-    """Drop existing self-loops and append (i, i) for every node, in PyG's order: (2, E').
-
-    Every node, isolated ones included, then attends at least to itself.
-    """
-    kept = edge_index[:, edge_index[0] != edge_index[1]]
-    loops = torch.arange(num_nodes, device=edge_index.device).expand(2, num_nodes)
-    return torch.cat([kept, loops], dim=1)
-
-
-def dense_adjacency(edge_index: Tensor, num_nodes: int, self_loops: bool = True) -> Tensor:
-    """(N, N) boolean mask with ``mask[i, j]`` True when node i may attend node j (an edge j → i)."""
-    mask = torch.zeros(num_nodes, num_nodes, dtype=torch.bool, device=edge_index.device)
-    mask[edge_index[1], edge_index[0]] = True
-    if self_loops:
-        mask.fill_diagonal_(True)
-    return mask
-
-
-def neighbourhood_entropy(alpha: Tensor, index: Tensor, num_nodes: int) -> Tensor:
-    """Entropy −Σ_j α_ij log α_ij of each node's attention distribution: alpha (E, H) → (N, H), in nats."""
-    terms = torch.where(alpha > 0, -alpha * alpha.clamp_min(1e-30).log(), torch.zeros_like(alpha))
-    return torch.zeros(num_nodes, *alpha.shape[1:], dtype=alpha.dtype).index_add_(0, index, terms)
-
-
-def uniform_entropy(index: Tensor, num_nodes: int) -> Tensor:
-    """Entropy log(|N(i) ∪ {i}|) of uniform attention over each neighbourhood: (N,), for edges with loops."""
-    return torch.bincount(index, minlength=num_nodes).clamp_min(1).double().log().float()
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Sparse node features.
-
-
-def feature_dropout(x: Tensor, p: float, training: bool) -> Tensor:
-    """Dropout on node features, dense or ``sparse_csr``.
-
-    For a sparse matrix only the stored values are dropped and rescaled by 1/(1 − p). Dropout multiplies each
-    entry by an independent keep/(1 − p) factor and a zero stays zero whatever its factor, so this has exactly
-    the distribution of dense dropout while drawing ~1% as many random numbers on Cora.
-    """
-    if not training or p == 0.0:
-        return x
-    if x.layout != torch.sparse_csr:
-        return F.dropout(x, p, training=True)
-    return _csr(x.crow_indices(), x.col_indices(), F.dropout(x.values(), p, training=True), x.shape)
-
-
-def sparse_linear(x: Tensor, weight: Tensor) -> Tensor:
-    """``x @ weight.T`` for x (N, F) dense or ``sparse_csr``; weight is (out, F), as in `nn.Linear`.
-
-    The sparse product costs O(nnz · out) instead of O(N · F · out), and so does its gradient with respect
-    to ``weight`` (xᵀ times the output's gradient).
-    """
-    if x.layout != torch.sparse_csr:
-        return F.linear(x, weight)
-    return x @ weight.t()
-
-
-def _csr(crow: Tensor, col: Tensor, values: Tensor, shape: torch.Size) -> Tensor:
-    with warnings.catch_warnings():  # "sparse CSR support is in beta": the three operations used here are stable
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(crow, col, values, shape)
-
-
-def to_sparse_csr(x: Tensor) -> Tensor:
-    """A dense (N, F) feature matrix as ``sparse_csr`` (without PyTorch's beta warning)."""
-    check_ndim("x", check_tensor("x", x), 2, "(N, F)")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return x.to_sparse_csr()
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The layer.
-
-
-def glorot_(tensor: Tensor) -> Tensor:
-    """Glorot-uniform init over the last two axes (PyG's ``glorot``, the GAT paper's initialisation)."""
-    bound = math.sqrt(6.0 / (tensor.shape[-2] + tensor.shape[-1]))
-    return nn.init.uniform_(tensor, -bound, bound)
-
+# Names that moved to `attnbook.graph` and `attnbook.node_classification` stay importable from here (chapter 7,
+# the tests and the GAT benchmark import them from ``attnbook.gat``).
+__all__ = [
+    "GAT", "GAT_RECIPE", "GCN_RECIPE", "GATLayer", "GATScore", "NodeClassifierRecipe", "NodeClassifierResult",
+    "Recipe", "TrainResult", "add_self_loops", "check_edge_index", "dense_adjacency", "feature_dropout", "glorot_",
+    "neighbourhood_entropy", "segment_softmax", "sparse_linear", "to_sparse_csr", "train_node_classifier",
+    "uniform_entropy",
+]
 
 class GATScore(nn.Module):
     """The GAT scorer: a single-layer feed-forward network on [W h_i ‖ W h_j] with a LeakyReLU.
@@ -283,86 +192,20 @@ class GAT(nn.Module):
         return [{"params": list(self.parameters()), "weight_decay": weight_decay}]
 
 
+
+
 # ---------------------------------------------------------------------------------------------------------
-# The paper's training protocol: full-batch Adam with early stopping on the validation set.
+# Reading the attention: how far each neighbourhood's weights are from uniform.
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """Optimiser and stopping rule. ``patience`` None trains all ``max_epochs`` (GCN's 200 epochs)."""
-
-    lr: float
-    weight_decay: float
-    max_epochs: int
-    patience: int | None = None
+def neighbourhood_entropy(alpha: Tensor, index: Tensor, num_nodes: int) -> Tensor:
+    """Entropy −Σ_j α_ij log α_ij of each node's attention distribution: alpha (E, H) → (N, H), in nats."""
+    terms = torch.where(alpha > 0, -alpha * alpha.clamp_min(1e-30).log(), torch.zeros_like(alpha))
+    return torch.zeros(num_nodes, *alpha.shape[1:], dtype=alpha.dtype).index_add_(0, index, terms)
 
 
-GAT_RECIPE = Recipe(lr=0.005, weight_decay=5e-4, max_epochs=100_000, patience=100)  # Veličković et al.
-GCN_RECIPE = Recipe(lr=0.01, weight_decay=5e-4, max_epochs=200)  # Kipf & Welling
+def uniform_entropy(index: Tensor, num_nodes: int) -> Tensor:
+    """Entropy log(size of N(i) ∪ {i}) of uniform attention over each neighbourhood: (N,), for edges with loops."""
+    return torch.bincount(index, minlength=num_nodes).clamp_min(1).double().log().float()
 
 
-@dataclass
-class TrainResult:
-    """Test accuracy of the checkpoint chosen on validation, and what the run did."""
-
-    test_acc: float
-    val_acc: float
-    best_epoch: int
-    epochs: int
-    seconds: float
-    val_loss_history: list[float] = field(default_factory=list)
-
-    @property
-    def seconds_per_epoch(self) -> float:
-        return self.seconds / max(self.epochs, 1)
-
-
-def train_node_classifier(model: nn.Module, data, x: Tensor | None = None, recipe: Recipe = GAT_RECIPE,
-                          desc: str = "training", threads: int | None = 1) -> TrainResult:
-    """Train ``model(x, edge_index)`` on ``data.train_mask`` with the GAT paper's early stopping.
-
-    Each epoch takes one Adam step on the training nodes, then evaluates every node once without dropout.
-    As in the paper's code, the patience counter resets whenever validation accuracy or loss reaches its best
-    so far, and the checkpoint (whose test accuracy is reported) is the last epoch at which both did.
-    ``x`` defaults to ``data.x``; pass `to_sparse_csr(data.x)` to use the sparse path. ``threads`` sets
-    PyTorch's threads while training (restored after; None keeps the current setting): Cora's tensors are
-    small enough that a second thread gains little and, on a busy machine, costs many times what it saves.
-    """
-    with repro.threads(threads):
-        return _train(model, data, data.x if x is None else x, recipe, desc)
-
-
-def _train(model: nn.Module, data, x: Tensor, recipe: Recipe, desc: str) -> TrainResult:
-    """The loop of `train_node_classifier`, at whatever thread count is set."""
-    groups = model.parameter_groups(recipe.weight_decay) if hasattr(model, "parameter_groups") else \
-        [{"params": list(model.parameters()), "weight_decay": recipe.weight_decay}]
-    optimizer = torch.optim.Adam(groups, lr=recipe.lr)
-    y, train, val, test = data.y, data.train_mask, data.val_mask, data.test_mask
-    best_acc, best_loss, waited = -1.0, math.inf, 0
-    result = TrainResult(test_acc=math.nan, val_acc=math.nan, best_epoch=-1, epochs=0, seconds=0.0)
-    start = time.perf_counter()
-    for epoch in progress(range(recipe.max_epochs), desc=desc):
-        model.train()
-        optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x, data.edge_index)[train], y[train]).backward()
-        optimizer.step()
-        model.eval()
-        with torch.no_grad():
-            logits = model(x, data.edge_index)
-        val_loss = F.cross_entropy(logits[val], y[val]).item()
-        predicted = logits.argmax(dim=1)
-        val_acc = (predicted[val] == y[val]).float().mean().item()
-        result.val_loss_history.append(val_loss)
-        result.epochs = epoch + 1
-        if val_acc >= best_acc or val_loss <= best_loss:
-            if val_acc >= best_acc and val_loss <= best_loss:
-                result.val_acc, result.best_epoch = val_acc, epoch
-                result.test_acc = (predicted[test] == y[test]).float().mean().item()
-            best_acc, best_loss, waited = max(val_acc, best_acc), min(val_loss, best_loss), 0
-        else:
-            waited += 1
-            if recipe.patience is not None and waited >= recipe.patience:
-                break
-    model.eval()
-    result.seconds = time.perf_counter() - start
-    return result

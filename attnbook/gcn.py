@@ -2,7 +2,8 @@
 
 A GCN layer averages neighbours with fixed weights set by the degrees, ĥ_i = Σ_j (d_i d_j)^(-1/2) W h_j over
 j ∈ N(i) ∪ {i}; a GAT layer learns those weights. The MLP ignores the graph altogether. Both take and return
-the same shapes as `attnbook.gat.GAT`: x (N, F) dense or ``sparse_csr``, edge_index (2, E) → (N, classes).
+the same shapes as `attnbook.gat.GAT`: x (N, F) dense or ``sparse_csr``, edge_index (2, E) → (N, classes),
+and all three train with `attnbook.node_classification.train_node_classifier`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from attnbook.errors import ShapeError, check_shape, check_tensor
-from attnbook.gat import add_self_loops, check_edge_index, feature_dropout, glorot_, sparse_linear
+from attnbook.graph import add_self_loops, check_edge_index, feature_dropout, glorot_, sparse_linear
 
 
 def gcn_norm(edge_index: Tensor, num_nodes: int) -> tuple[Tensor, Tensor]:

@@ -1,4 +1,4 @@
-"""Level 2: attention is a weighted average — Nadaraya–Watson kernel regression as attention.
+"""Chapter 2: attention is a weighted average — Nadaraya–Watson kernel regression as attention.
 
 Nadaraya (1964) and Watson (1964) estimate f(x) as a weighted average of observed targets,
 
@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from attnbook.core import ScoreFn, attention
 from attnbook.errors import ShapeError, check_ndim, check_tensor
+from attnbook.train import fit
 
 
 def gaussian_score(bandwidth: float | Tensor) -> ScoreFn:
@@ -80,12 +81,10 @@ def fit_bandwidth(
     model = NadarayaWatson(bandwidth)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     mask = leave_one_out_mask(len(x_train))
-    losses = []
-    for _ in range(steps):
-        optimizer.zero_grad()
+
+    def loss_fn(_: None) -> Tensor:
         prediction, _ = model(x_train, x_train, y_train, mask=mask)
-        loss = ((prediction - y_train) ** 2).mean()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+        return ((prediction - y_train) ** 2).mean()
+
+    losses = fit(model, optimizer, lambda: (None,), loss_fn, steps, desc="bandwidth")  # one full-batch step per epoch
     return model, losses

@@ -1,4 +1,4 @@
-"""Recurrent baselines: a GRU encoder-decoder with one context vector, and with additive (Bahdanau) attention.
+"""Chapter 3's recurrent baselines: a GRU encoder-decoder with one context vector or with additive attention.
 
 Cho et al. (2014) squeeze the whole source into the encoder's final state c and feed it to the decoder at every
 step: a fixed-size bottleneck. Bahdanau et al. (2015) instead let decoder step t attend over all encoder states,

@@ -1,16 +1,30 @@
-"""A small training loop with a progress bar that learners see in Jupyter and the rendered site does not."""
+"""The book's one training loop, `fit`, with a progress bar that learners see in Jupyter and the site does not.
+
+Every model of the book trains through `fit`: the Transformer and BERT (chapters 3 and 4), the memory network's
+restarts side by side (chapter 1), the graph models' full-batch epochs with early stopping (chapter 7) and the
+kernel regression's bandwidth (chapter 2). What differs between them is a hook, not a second loop:
+
+- ``scheduler`` steps the learning rate after every optimisation step (warm-up, decay, halving);
+- ``clip_norm`` with ``clip_grad`` clips the gradient (per restart for the memory network);
+- a loss with one entry per independent model (restarts) is summed for the backward pass and recorded entry by
+  entry;
+- ``on_epoch_end(epoch, loss)`` evaluates, keeps a checkpoint and returns True to stop (`Patience` counts the
+  epochs without improvement for early stopping).
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar, Union
 
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 T = TypeVar("T")
+EpochLoss = Union[float, list[float]]  # one number, or one per model trained side by side
 
 
 def show_progress() -> bool:
@@ -23,6 +37,21 @@ def progress(iterable: Iterable[T], desc: str | None = None, total: int | None =
     return tqdm(iterable, desc=desc, total=total, disable=not show_progress(), leave=False, **kwargs)
 
 
+@dataclass
+class Patience:
+    """Early stopping: ``update(improved)`` returns True once ``patience`` epochs in a row did not improve.
+
+    ``patience=None`` never stops.
+    """
+
+    patience: int | None
+    waited: int = 0
+
+    def update(self, improved: bool) -> bool:
+        self.waited = 0 if improved else self.waited + 1
+        return not improved and self.patience is not None and self.waited >= self.patience
+
+
 def fit(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -31,33 +60,44 @@ def fit(
     epochs: int,
     *,
     clip_norm: float | None = None,
+    clip_grad: Callable[[Iterable[Tensor], float], Any] = nn.utils.clip_grad_norm_,
     scheduler: Any | None = None,
+    on_epoch_end: Callable[[int, EpochLoss], bool | None] | None = None,
     desc: str = "training",
-) -> list[float]:
-    """Train for ``epochs`` passes over ``batches()``; return the mean loss of each epoch.
+) -> list[EpochLoss]:
+    """Train for up to ``epochs`` passes over ``batches()``; return the mean loss of each epoch.
 
-    ``loss_fn(batch)`` computes the loss (it closes over ``model``); ``scheduler``, if given, steps once per
-    optimisation step; ``clip_norm`` clips the gradient norm, as the memory-network and Transformer papers do.
+    ``loss_fn(batch)`` computes the loss (it closes over ``model``): a scalar, or a vector with one loss per
+    model trained side by side, whose sum is minimised and whose entries are recorded one by one. ``scheduler``,
+    if given, steps once per optimisation step; ``clip_norm`` clips the gradient with
+    ``clip_grad(model.parameters(), clip_norm)``, as the memory-network and Transformer papers do.
+    ``on_epoch_end(epoch, mean loss)`` runs after each epoch with the model in evaluation mode; returning True
+    stops training. The model is left in evaluation mode.
     """
-    history: list[float] = []
+    history: list[EpochLoss] = []
     bar = progress(range(epochs), desc=desc)
-    for _ in bar:
+    for epoch in bar:
         model.train()
-        total, count = 0.0, 0
+        total: float | Tensor = 0.0
+        count = 0
         for batch in batches():
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(batch)
-            loss.backward()
+            (loss if loss.dim() == 0 else loss.sum()).backward()
             if clip_norm is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+                clip_grad(model.parameters(), clip_norm)
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
-            total, count = total + loss.item(), count + 1
+            total, count = total + (loss.item() if loss.dim() == 0 else loss.detach()), count + 1
         if count == 0:
             raise ValueError("batches: the callable yielded no batch")
-        history.append(total / count)
-        if hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{history[-1]:.4f}")
+        mean = total / count
+        history.append(mean if isinstance(mean, float) else mean.tolist())
+        if isinstance(mean, float) and hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{mean:.4f}")
+        model.eval()
+        if on_epoch_end is not None and on_epoch_end(epoch, history[-1]):
+            break
     model.eval()
     return history

@@ -57,13 +57,13 @@ import time
 import torch
 
 from attnbook.data.babi import prepare_task
-from attnbook.memory import PAPER_PE_LS_RN, Recipe, train_memn2n
+from attnbook.memory import PAPER_PE_LS_RN, MemN2NRecipe, train_memn2n
 from attnbook.repro import set_seed
 
 FAILED_ABOVE = 5.0  # percent, the paper's definition of a failed task
 
 
-def run_task(job: tuple[int, Recipe, int, str, int]) -> tuple[int, float, float, float]:
+def run_task(job: tuple[int, MemN2NRecipe, int, str, int]) -> tuple[int, float, float, float]:
     """Train and test one task: ``(task, test error %, wall seconds, CPU seconds)``; seeded by task."""
     task, recipe, restarts, select, seed = job
     torch.set_num_threads(1)
@@ -95,10 +95,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    recipe = Recipe(optimizer=args.optimizer, lr=args.lr, epochs=args.epochs, halve_every=max(1, args.epochs // 4),
-                    linear_start=args.linear_epochs > 0, linear_epochs=args.linear_epochs,
-                    linear_patience=max(1, args.linear_epochs),  # patience = length: no early end
-                    fill_memory=args.fill_memory)
+    recipe = MemN2NRecipe(optimizer=args.optimizer, lr=args.lr, epochs=args.epochs,
+                          halve_every=max(1, args.epochs // 4),
+                          linear_start=args.linear_epochs > 0, linear_epochs=args.linear_epochs,
+                          linear_patience=max(1, args.linear_epochs),  # patience = length: no early end
+                          fill_memory=args.fill_memory)
     print(f"recipe: {recipe}, restarts: {args.restarts}, select: {args.select}, jobs: {args.jobs}")
     os.environ.setdefault("ATTNBOOK_PROGRESS", "0")  # progress bars of parallel workers would interleave
     # Longest tasks (50 memory slots) first, so that the workers finish together.

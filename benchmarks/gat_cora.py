@@ -2,7 +2,7 @@
 
 Both models are the two-layer GAT of Veličković et al. (2018) — 8 heads × 8 hidden units, one output head,
 dropout 0.6 on inputs and attention coefficients, Adam lr 0.005, L2 5e-4, early stopping with patience 100 —
-trained by the same loop (`attnbook.gat.train_node_classifier`) on the same split. PyG's model takes the dense
+trained by the same loop (`attnbook.node_classification.train_node_classifier`) on the same split. PyG's model takes the dense
 row-normalised features, as its examples do; attnbook's takes them as a sparse CSR matrix (Cora's features are
 98.7% zeros), with dropout on the stored values only. Seeds alternate between the two so that both see the same
 machine load.
@@ -26,7 +26,7 @@ from torch import nn
 from torch_geometric.nn import GATConv
 
 from attnbook.data.graphs import citation_graph
-from attnbook.gat import GAT, GAT_RECIPE, Recipe, to_sparse_csr, train_node_classifier
+from attnbook.gat import GAT, GAT_RECIPE, NodeClassifierRecipe, to_sparse_csr, train_node_classifier
 
 # Veličković et al. (2018), Table 2: GAT's test accuracy (mean ± std over 100 runs) on the Planetoid splits.
 PAPER_GAT = {"cora": "83.0 ± 0.7", "citeseer": "72.5 ± 0.7"}
@@ -48,7 +48,7 @@ class PyGGAT(nn.Module):
         return self.conv2(x, edge_index)
 
 
-def run(name: str, build, x: torch.Tensor, data, recipe: Recipe, seed: int, threads: int) -> dict:
+def run(name: str, build, x: torch.Tensor, data, recipe: NodeClassifierRecipe, seed: int, threads: int) -> dict:
     torch.manual_seed(seed)
     model = build(data.num_features, data.num_classes)
     cpu = time.process_time()
@@ -68,7 +68,7 @@ def main() -> None:
     data = citation_graph(args.dataset)
     print(data.source)
     print(data.summary())
-    recipe = Recipe(GAT_RECIPE.lr, GAT_RECIPE.weight_decay, args.max_epochs, GAT_RECIPE.patience)
+    recipe = NodeClassifierRecipe(GAT_RECIPE.lr, GAT_RECIPE.weight_decay, args.max_epochs, GAT_RECIPE.patience)
     print(f"recipe: {recipe}; {args.seeds} seeds; {args.threads} threads")
     contenders = {"attnbook": (GAT, to_sparse_csr(data.x)), "pyg": (PyGGAT, data.x)}
     runs: dict[str, list[dict]] = {name: [] for name in contenders}

@@ -151,8 +151,8 @@ def test_parameter_names_map_onto_transformers():
     assert hf_to_attnbook("encoder.layer.3.attention.self.query.weight") == "encoder.layers.3.self_attn.q_proj.weight"
     assert hf_to_attnbook("encoder.layer.0.attention.output.dense.bias") == "encoder.layers.0.self_attn.out_proj.bias"
     assert hf_to_attnbook("encoder.layer.0.attention.output.LayerNorm.weight") == "encoder.layers.0.norm1.weight"
-    assert hf_to_attnbook("encoder.layer.0.intermediate.dense.weight") == "encoder.layers.0.linear1.weight"
-    assert hf_to_attnbook("encoder.layer.0.output.dense.weight") == "encoder.layers.0.linear2.weight"
+    assert hf_to_attnbook("encoder.layer.0.intermediate.dense.weight") == "encoder.layers.0.feed_forward.linear1.weight"
+    assert hf_to_attnbook("encoder.layer.0.output.dense.weight") == "encoder.layers.0.feed_forward.linear2.weight"
     assert hf_to_attnbook("encoder.layer.0.output.LayerNorm.bias") == "encoder.layers.0.norm2.bias"
     assert hf_to_attnbook("embeddings.position_ids") is None
 
@@ -162,6 +162,19 @@ def test_config_rejects_what_it_cannot_copy():
         BertConfig.from_reference(transformers.BertConfig(hidden_act="relu"))
     with pytest.raises(TypeError, match="BertModel"):
         BertModel.from_reference(torch.nn.Linear(2, 2))
+    look_alike = type("BertModel", (torch.nn.Module,), {})()  # the class name alone does not make a reference
+    with pytest.raises(TypeError, match="transformers.BertModel"):
+        BertModel.from_reference(look_alike)
+
+
+def test_self_attention_mask_hides_padding_and_for_the_decoder_the_future():
+    sizes = dict(vocab_size=30, hidden_size=16, num_attention_heads=2, max_position_embeddings=8)
+    encoder, decoder = BertModel(BertConfig(**sizes)), BertModel(BertConfig(**sizes, is_decoder=True))
+    attention_mask = torch.tensor([[1, 1, 0]])
+    assert encoder.self_attention_mask(attention_mask).tolist() == [[[[True, True, False]]]]
+    assert decoder.self_attention_mask(attention_mask).tolist() == [[[[True, False, False], [True, True, False],
+                                                                       [True, True, False]]]]
+    assert encoder.attention_mask(attention_mask).equal(encoder.self_attention_mask(attention_mask))  # old name
 
 
 def test_input_errors_name_the_argument():

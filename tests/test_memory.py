@@ -16,7 +16,9 @@ from attnbook.memory import (
     POSITION_SCALE,
     MemN2N,
     Recipe,
+    StackedMemN2N,
     add_empty_memories,
+    clip_per_restart,
     attention_on_facts,
     bag_of_words,
     embed_sentences,
@@ -345,3 +347,29 @@ def test_attention_on_facts_against_a_hand_count():
     torch.testing.assert_close(uniform, torch.tensor((1 / 2 + 1 / 3) / 2))
     with pytest.raises(ShapeError, match="weights"):
         attention_on_facts(weights[0], supporting, mask)
+
+
+def test_stacked_restarts_compute_what_each_model_computes_alone():
+    g = torch.Generator().manual_seed(3)
+    stories, queries, mask = random_story(g)
+    models = [MemN2N(11, embed_dim=6, hops=2, memory_size=7) for _ in range(3)]
+    stack = StackedMemN2N(models)
+    logits = stack(stories.expand(3, *stories.shape), queries.expand(3, *queries.shape), mask.expand(3, *mask.shape))
+    for r, model in enumerate(models):
+        torch.testing.assert_close(logits[r], model(stories, queries, mask)[0], **TOL)
+
+
+def test_clip_per_restart_clips_each_restart_as_if_alone():
+    g = torch.Generator().manual_seed(4)
+    stacked = [torch.zeros(3, 4, 5, requires_grad=True), torch.zeros(3, 2, requires_grad=True)]
+    for p in stacked:
+        p.grad = torch.randn(p.shape, generator=g) * torch.tensor([0.1, 5.0, 50.0]).view(-1, *[1] * (p.dim() - 1))
+    alone = [[torch.zeros(p.shape[1:], requires_grad=True) for p in stacked] for _ in range(3)]
+    for r, params in enumerate(alone):
+        for p, q in zip(params, stacked):
+            p.grad = q.grad[r].clone()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+    clip_per_restart(stacked, 1.0)
+    for r, params in enumerate(alone):
+        for p, q in zip(params, stacked):
+            torch.testing.assert_close(q.grad[r], p.grad, atol=1e-6, rtol=1e-5)

@@ -12,9 +12,9 @@ from attnbook.core import causal_mask, key_mask, padding_mask
 from attnbook.errors import DTypeError, ShapeError
 from attnbook.positional import (LearnedPositionalEncoding, SinusoidalPositionalEncoding, positional_encoding,
                                  shift_matrix, sinusoidal_table)
-from attnbook.transformer import (Decoder, DecoderLayer, Encoder, EncoderLayer, Seq2SeqTransformer, Transformer,
-                                  beam_search, exact_match, greedy_decode, label_smoothing_loss, target_mask,
-                                  train_seq2seq, warmup_then_decay)
+from attnbook.transformer import (Decoder, DecoderLayer, Encoder, EncoderLayer, FeedForward, Seq2SeqTransformer,
+                                  Transformer, beam_search, exact_match, greedy_decode, label_smoothing_loss, residual,
+                                  target_mask, train_seq2seq, warmup_then_decay)
 
 D, H, FF = 12, 3, 20  # odd sizes on purpose
 LENGTHS = torch.tensor([7, 4, 1])
@@ -298,3 +298,42 @@ def test_train_seq2seq_learns_to_reverse():
     assert exact_match(model, src, tgt, 1, 2).float().mean() > 0.5
     with pytest.raises(ValueError, match="warmup"):
         warmup_then_decay(torch.optim.SGD(model.parameters(), lr=0.1), 10, 5)
+
+
+# ------------------------------------------------------------------------------------- the layers' parts
+
+
+def test_feed_forward_is_torchs_position_wise_network():
+    torch.manual_seed(5)
+    ref = nn.TransformerEncoderLayer(D, H, FF, dropout=0.0, activation="gelu", batch_first=True).eval()
+    ours = FeedForward(D, FF, activation="gelu")
+    ours.load_state_dict({f"{name}.{p}": t for name in ("linear1", "linear2")
+                          for p, t in getattr(ref, name).state_dict().items()})
+    x = torch.randn(2, 5, D)
+    assert_close(ours(x), ref.linear2(F.gelu(ref.linear1(x))))
+    with pytest.raises(ValueError, match="activation"):
+        FeedForward(D, FF, activation="tanh")
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_residual_wires_a_sublayer_before_or_after_the_norm(norm_first):
+    x = torch.randn(2, 3, D)
+    norm = nn.LayerNorm(D)
+    sublayer = lambda h: (2.0 * h + 1.0, "weights")  # noqa: E731
+    out, extra = residual(x, norm, sublayer, norm_first)
+    expected = x + 2.0 * norm(x) + 1.0 if norm_first else norm(x + 2.0 * x + 1.0)
+    assert_close(out, expected)
+    assert extra == "weights"
+
+
+def test_layers_read_and_load_torchs_flat_parameter_names():
+    """``layer.linear1`` is the feed-forward's, and a state dict with torch's flat names loads (ViT, DETR use them)."""
+    torch.manual_seed(6)
+    ref = nn.TransformerDecoderLayer(D, H, FF, dropout=0.0, batch_first=True).eval()
+    ours = DecoderLayer(D, H, FF, dropout=0.0).eval()
+    assert ours.linear1 is ours.feed_forward.linear1 and ours.dropout is ours.feed_forward.dropout
+    assert "feed_forward.linear1.weight" in ours.state_dict() and "linear1.weight" not in ours.state_dict()
+    flat = {k.replace("feed_forward.", ""): v for k, v in DecoderLayer.from_reference(ref).state_dict().items()}
+    ours.load_state_dict(flat)
+    x, memory = torch.randn(2, 4, D), torch.randn(2, 6, D)
+    assert_close(ours(x, memory), ref(x, memory), atol=1e-5, rtol=1e-5)

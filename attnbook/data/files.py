@@ -1,4 +1,4 @@
-"""Finding and verifying the real data files that live in the directory named by ``ATTNBOOK_DATA``.
+"""Finding and verifying the real data files in the directory named by ``ATTNBOOK_DATA`` (every chapter with data).
 
 The book never ships those files. A loader asks `find_data` for a file with its SHA-256: it gets the path if the
 file is there and intact, ``None`` if it is absent (the loader then falls back to generated data and says so),

@@ -1,4 +1,4 @@
-"""Text for BERT pretraining: a corpus, a WordPiece tokenizer, masked-LM masking and next-sentence pairs.
+"""Text for BERT pretraining (chapter 4): a corpus, a WordPiece tokenizer, masked-LM masking, sentence pairs.
 
 The corpus is tiny Shakespeare (read from ``$ATTNBOOK_DATA`` and checked against its SHA-256) or, offline, a
 generated play-like corpus from a small grammar. Both come as speeches: a speaker and the lines they say.

@@ -1,4 +1,4 @@
-"""Number-word translation, generated offline with ``num2words``: German number words → digits (or English).
+"""Number-word translation for chapter 3, generated offline with ``num2words``: German words → digits (or English).
 
 German says the units before the tens — 21 is "einundzwanzig", one-and-twenty — so a translator into digits
 must read the source out of order, and an attention model's alignment shows the swap. German words are split
