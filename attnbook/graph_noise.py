@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from attnbook.data.graphs import generated_citation_graph, row_normalize
-from attnbook.gat import Recipe, to_sparse_csr, train_node_classifier
+from attnbook.gat import NodeClassifierRecipe, to_sparse_csr, train_node_classifier
 
 
 @dataclass
@@ -35,7 +35,7 @@ def inter_class_share(edge_index: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def homophily_sweep(levels: Sequence[float], seeds: Sequence[int],
-                    contenders: dict[str, tuple[Callable[[int, int], nn.Module], Recipe]],
+                    contenders: dict[str, tuple[Callable[[int, int], nn.Module], NodeClassifierRecipe]],
                     num_nodes: int = 800, num_features: int = 400) -> list[NoisyGraphResult]:
     """Train every contender ``(build(num_features, num_classes), recipe)`` on one generated graph per level
     and seed (graph seed = seed), 20 labels per class, ``num_nodes // 5`` validation and ``num_nodes // 2`` test

@@ -163,15 +163,15 @@ _RENAMES = [
     (r"^vit\.layers\.(\d+)\.attention\.", r"encoder.layers.\1.self_attn."),
     (r"^vit\.layers\.(\d+)\.layernorm_before\.", r"encoder.layers.\1.norm1."),
     (r"^vit\.layers\.(\d+)\.layernorm_after\.", r"encoder.layers.\1.norm2."),
-    (r"^vit\.layers\.(\d+)\.mlp\.fc1\.", r"encoder.layers.\1.linear1."),
-    (r"^vit\.layers\.(\d+)\.mlp\.fc2\.", r"encoder.layers.\1.linear2."),
+    (r"^vit\.layers\.(\d+)\.mlp\.fc1\.", r"encoder.layers.\1.feed_forward.linear1."),
+    (r"^vit\.layers\.(\d+)\.mlp\.fc2\.", r"encoder.layers.\1.feed_forward.linear2."),
     (r"^vit\.layernorm\.", "encoder.norm."),
 ]
 
 
 def hf_to_attnbook(name: str) -> str:
     """Our parameter name for a `transformers` 5.x ViT parameter name (e.g. ``vit.layers.0.mlp.fc1.weight``
-    → ``encoder.layers.0.linear1.weight``)."""
+    → ``encoder.layers.0.feed_forward.linear1.weight``)."""
     for pattern, replacement in _RENAMES:
         name, count = re.subn(pattern, replacement, name)
         if count:

@@ -174,7 +174,7 @@ def test_self_attention_mask_hides_padding_and_for_the_decoder_the_future():
     assert encoder.self_attention_mask(attention_mask).tolist() == [[[[True, True, False]]]]
     assert decoder.self_attention_mask(attention_mask).tolist() == [[[[True, False, False], [True, True, False],
                                                                        [True, True, False]]]]
-    assert encoder.attention_mask(attention_mask).equal(encoder.self_attention_mask(attention_mask))  # old name
+    assert not hasattr(encoder, "attention_mask")  # one name for one thing: forward's argument
 
 
 def test_input_errors_name_the_argument():

@@ -8,7 +8,7 @@ import networkx as nx  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from attnbook.gat import Recipe  # noqa: E402
+from attnbook.gat import NodeClassifierRecipe  # noqa: E402
 from attnbook.gcn import MLP  # noqa: E402
 from attnbook.graph_noise import homophily_sweep, inter_class_share  # noqa: E402
 from attnbook.plot import draw_node_attention  # noqa: E402
@@ -23,7 +23,7 @@ def test_inter_class_share_counts_edges_between_labels():
 
 
 def test_homophily_sweep_reports_the_share_it_asked_for():
-    results = homophily_sweep([1.0, 0.0], [0], {"MLP": (MLP, Recipe(0.01, 5e-4, max_epochs=2))},
+    results = homophily_sweep([1.0, 0.0], [0], {"MLP": (MLP, NodeClassifierRecipe(0.01, 5e-4, max_epochs=2))},
                               num_nodes=480, num_features=60)
     clean, noisy = results
     assert clean.inter_class == 0.0  # every edge inside its class

@@ -127,7 +127,6 @@ class BertModel(nn.Module):
             mask = mask & causal_mask(n, device=attention_mask.device)
         return mask
 
-    attention_mask = self_attention_mask  # the method's earlier name, which chapter 4 still calls
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None,
                 attention_mask: Tensor | None = None) -> BertOutput:
