@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from attnbook.core import dot_score
 from attnbook.errors import check_shape
+from attnbook.train import fit
 
 
 def key_participation(key_grad: Tensor) -> Tensor:
@@ -94,13 +95,12 @@ def train_retrieval(score: nn.Module, task: RetrievalTask, steps: int = 300, bat
     returns the loss per step."""
     check_shape("task.keys", task.keys, (task.queries.shape[0], None, None))
     optimizer = torch.optim.Adam(score.parameters(), lr=lr)
-    losses = []
-    for _ in range(steps):
-        rows = torch.randint(0, task.target.shape[0], (batch,), generator=generator)
+
+    def draw() -> list[Tensor]:  # one fresh mini-batch of example indices per step
+        return [torch.randint(0, task.target.shape[0], (batch,), generator=generator)]
+
+    def loss_fn(rows: Tensor) -> Tensor:
         logits = score(task.queries[rows], task.keys[rows]).squeeze(1)  # (batch, n_k)
-        loss = F.cross_entropy(logits, task.target[rows])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    return losses
+        return F.cross_entropy(logits, task.target[rows])
+
+    return fit(score, optimizer, draw, loss_fn, steps, desc="retrieval")
