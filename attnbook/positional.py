@@ -159,7 +159,7 @@ def alibi_slopes(num_heads: int) -> Tensor:
 
 
 def alibi_bias(num_heads: int, n_q: int, n_k: int) -> Tensor:
-    """ALiBi's additive score bias ``(heads, n_q, n_k)``: -slope_h · |distance|, queries aligned to the last keys.
+    """ALiBi's additive score bias ``(heads, n_q, n_k)``: −slope_h · distance (its absolute value), queries aligned to the last keys.
 
     Query i sits at position i + n_k - n_q (the end of the keys, as when decoding with a cache); add the bias to
     the scores (a ``score`` callable of the core) and give the model no other position information.

@@ -54,7 +54,7 @@ class Quadratic:
 class SharpAndWide:
     """Two wells in a bowl (2-D): a narrow, sharp one and a wide one that is a little deeper.
 
-    f(x) = ½ k |x|² − Σ_j d_j exp(−|x − c_j|² / (2 w_j²)), well 0 the sharp one, well 1 the wide one.
+    f(x) = ½ k ‖x‖² − Σ_j d_j exp(−‖x − c_j‖² / (2 w_j²)), well 0 the sharp one, well 1 the wide one.
     """
 
     def __init__(self, centres=((-1.0, 0.0), (1.5, 0.0)), depths=(0.8, 1.2), widths=(0.15, 1.0), bowl=0.3):
@@ -80,7 +80,7 @@ class SharpAndWide:
 
 
 def ring(x: Tensor) -> Tensor:
-    """f(x) = (|x|² − 1)² / 4: every point of the unit circle is a minimum; far away the walls steepen like |x|³."""
+    """f(x) = (‖x‖² − 1)² / 4: every point of the unit circle is a minimum; far away the walls steepen like ‖x‖³."""
     check_points("x", x)
     return ((x**2).sum(-1) - 1) ** 2 / 4
 

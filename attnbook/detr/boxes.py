@@ -1,7 +1,7 @@
 """Boxes for DETR (chapter 6): the two formats, intersection over union, and its generalised form.
 
 DETR predicts boxes as normalised (cx, cy, w, h); overlaps are computed on corners (x0, y0, x1, y1). The
-generalised IoU of Rezatofighi et al. (2019), GIoU = IoU − |C \\ (A ∪ B)| / |C| with C the smallest box
+generalised IoU of Rezatofighi et al. (2019), GIoU = IoU − area(C \\ (A ∪ B)) / area(C) with C the smallest box
 enclosing A and B, still ranks boxes that do not overlap at all (IoU 0) by how far apart they are, so the box
 loss 1 − GIoU has a gradient everywhere. Shape legend: ``(n, 4)`` boxes; pairwise results are ``(n, m)``.
 """
@@ -56,13 +56,13 @@ def _pairwise(boxes1: Tensor, boxes2: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
-    """IoU ``(n, m)`` = |A ∩ B| / |A ∪ B| of corner boxes ``boxes1 (n, 4)`` and ``boxes2 (m, 4)``."""
+    """IoU ``(n, m)`` = area(A ∩ B) / area(A ∪ B) of corner boxes ``boxes1 (n, 4)`` and ``boxes2 (m, 4)``."""
     inter, union = _pairwise(boxes1, boxes2)
     return inter / union
 
 
 def generalized_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
-    """GIoU ``(n, m)`` = IoU − |C \\ (A ∪ B)| / |C|, in [−1, 1]; C is the box that encloses A and B."""
+    """GIoU ``(n, m)`` = IoU − area(C \\ (A ∪ B)) / area(C), in [−1, 1]; C is the box that encloses A and B."""
     inter, union = _pairwise(boxes1, boxes2)
     top_left = torch.minimum(boxes1[:, None, :2], boxes2[None, :, :2])
     bottom_right = torch.maximum(boxes1[:, None, 2:], boxes2[None, :, 2:])

@@ -17,7 +17,7 @@ from attnbook.errors import ShapeError, check_min_ndim, check_tensor
 
 
 def sliding_window_mask(n: int, window: int, causal: bool = False, device: torch.device | str | None = None) -> Tensor:
-    """Boolean ``(n, n)`` mask, True where |i - j| <= ``window`` (and j <= i when ``causal``)."""
+    """Boolean ``(n, n)`` mask, True where ``abs(i - j) <= window`` (and j <= i when ``causal``)."""
     if n < 1 or window < 0:
         raise ValueError(f"n, window: expected n >= 1 and window >= 0, got n={n}, window={window}")
     offset = torch.arange(n, device=device)[None, :] - torch.arange(n, device=device)[:, None]  # j - i

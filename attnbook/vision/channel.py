@@ -1,7 +1,7 @@
 """Channel and spatial attention on feature maps (chapter 5): squeeze-and-excitation and CBAM.
 
 Both re-weight a feature map ``(batch, channels, height, width)`` by a gate in (0, 1) computed from global
-summaries, with no softmax over positions:
+summaries, with no softmax over positions::
 
     SE    (Hu et al. 2018):  s = σ(W₂ ReLU(W₁ avgpool(x))),                      x̃ = s ⊙ x   (one weight per channel)
     CBAM  (Woo et al. 2018): M_c = σ(MLP(avgpool(x)) + MLP(maxpool(x))),         x′ = M_c ⊙ x
