@@ -71,14 +71,16 @@ class _PositionalEncoding(nn.Module, ABC):
     def table(self, n: int) -> Tensor:
         """The ``(n, d_model)`` table of positions 0..n-1."""
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, offset: int = 0) -> Tensor:
+        """``x`` holds positions ``offset`` … ``offset + n - 1`` (an offset lets a decoder add one token at a time)."""
         check_tensor("x", x)
         check_ndim("x", x, 3, "(batch, n, d_model)")
-        if x.shape[-1] != self.d_model or x.shape[1] > self.max_len:
+        if x.shape[-1] != self.d_model or offset + x.shape[1] > self.max_len:
             raise ShapeError(
-                f"x: expected shape (batch, n <= {self.max_len}, {self.d_model}), got {tuple(x.shape)}"
+                f"x: expected shape (batch, n <= {self.max_len - offset}, {self.d_model}) at offset {offset}, "
+                f"got {tuple(x.shape)}"
             )
-        return self.dropout(x + self.table(x.shape[1]))
+        return self.dropout(x + self.table(offset + x.shape[1])[offset:])
 
 
 class SinusoidalPositionalEncoding(_PositionalEncoding):

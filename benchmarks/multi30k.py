@@ -38,18 +38,24 @@ def inverse_sqrt(optimizer: torch.optim.Optimizer, warmup: int) -> torch.optim.l
 
 
 def translate(model, tokenizer, src: torch.Tensor, beam: int, batch_size: int = 100) -> list[str]:
-    """Detokenized translations of source ids ``(N, n_s)``: greedy when ``beam`` is 1, else beam search."""
+    """Detokenized translations of source ids ``(N, n_s)``: greedy when ``beam`` is 1, else beam search.
+
+    Sources are decoded in batches of similar length (less padding, fewer steps per batch), in the given order.
+    """
     model.eval()
-    out = []
+    lengths = (src != PAD_ID).sum(1)
+    order = lengths.argsort(stable=True).tolist()
+    out: list[str] = [""] * src.shape[0]
     for start in range(0, src.shape[0], batch_size):
-        chunk = src[start : start + batch_size]
-        chunk = chunk[:, : int((chunk != PAD_ID).sum(1).max())]
-        max_len = int((chunk != PAD_ID).sum(1).max()) + 10
+        rows = order[start : start + batch_size]
+        longest = int(lengths[rows].max())
+        chunk, max_len = src[rows, :longest], longest + 10
         if beam == 1:
             ids = [row[1:].tolist() for row in greedy_decode(model, chunk, BOS_ID, EOS_ID, max_len)]
         else:
             ids = beam_search(model, chunk, BOS_ID, EOS_ID, max_len, beam_size=beam, length_penalty=1.0)
-        out += [tokenizer.decode(row[: row.index(EOS_ID)] if EOS_ID in row else row) for row in ids]
+        for row, seq in zip(rows, ids):
+            out[row] = tokenizer.decode(seq[: seq.index(EOS_ID)] if EOS_ID in seq else seq)
     return out
 
 

@@ -10,6 +10,7 @@ from attnbook.positional import (
     alibi_bias,
     alibi_slopes,
     apply_rotary,
+    positional_encoding,
     rotate_half_split,
 )
 
@@ -79,3 +80,12 @@ def test_positional_errors():
         alibi_bias(0, 3, 3)
     with pytest.raises(ValueError, match="n_q, n_k"):
         alibi_bias(2, 0, 3)
+
+
+@pytest.mark.parametrize("kind", ["sinusoidal", "learned"])
+def test_an_offset_continues_the_positions(kind):
+    pos = positional_encoding(kind, 8, max_len=10)
+    x = torch.randn(2, 10, 8)
+    assert torch.equal(pos(x[:, 6:], offset=6), pos(x)[:, 6:])
+    with pytest.raises(ShapeError, match="offset 6"):
+        pos(x[:, 4:], offset=6)  # positions 6..11 run past max_len

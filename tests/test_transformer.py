@@ -243,6 +243,87 @@ def test_beam_search_finds_the_optimum_that_greedy_misses():
         beam_search(model, src, 0, 3, 4, beam_size=0)
 
 
+def _sequence_score(model, src, seq, bos_id, length_penalty):
+    """Total log-probability of ``seq`` (ids after BOS) given ``src`` (1, n_s), divided by len^length_penalty."""
+    prefix = torch.tensor([[bos_id, *seq]])
+    with torch.no_grad():
+        log_probs = torch.log_softmax(model(src, prefix[:, :-1]), dim=-1)[0]
+    return float(log_probs.gather(1, prefix[0, 1:, None]).sum()) / len(seq) ** length_penalty
+
+
+@pytest.mark.parametrize("length_penalty", [0.0, 1.0])
+def test_beam_search_with_a_wide_beam_is_exhaustive_search(length_penalty):
+    # vocabulary 0 pad, 1 BOS, 2 EOS, 3, 4 (and 5 for the source): with a beam wider than the number of
+    # prefixes nothing is pruned, so the answer must be the best of all sequences, found by enumeration.
+    torch.manual_seed(7)
+    model = Seq2SeqTransformer(6, 5, d_model=8, nhead=2, num_encoder_layers=1, num_decoder_layers=1,
+                               dim_feedforward=16, dropout=0.0).eval()
+    with torch.no_grad():
+        model.generator.bias.copy_(torch.tensor([-20.0, -20.0, 0.0, 0.0, 0.0]))  # pad/BOS are never best
+    src = torch.tensor([[3, 4, 5, 0], [5, 5, 3, 4], [4, 0, 0, 0]])
+    max_len = 4
+    found = beam_search(model, src, 1, 2, max_len, beam_size=5**max_len, length_penalty=length_penalty)
+    for b in range(src.shape[0]):
+        row = src[b : b + 1, : int((src[b] != 0).sum())]
+        finished = [[*s, 2] for n in range(max_len) for s in itertools.product(range(5), repeat=n) if 2 not in s]
+        unfinished = [list(s) for s in itertools.product(range(5), repeat=max_len) if 2 not in s]
+        scores = {tuple(s): _sequence_score(model, row, s, 1, length_penalty) for s in finished + unfinished}
+        best = max(scores.values())
+        assert scores[tuple(found[b])] == pytest.approx(best, abs=1e-5)
+
+
+def test_beam_search_over_a_batch_equals_one_source_at_a_time():
+    model = small_model()
+    torch.manual_seed(0)
+    src = torch.randint(3, 9, (12, 6))
+    src[::3, 4:] = 0  # padded sources in the same batch
+    for length_penalty in (0.0, 1.0):
+        together = beam_search(model, src, 1, 2, 8, beam_size=3, length_penalty=length_penalty)
+        alone = [beam_search(model, src[b : b + 1, : int((src[b] != 0).sum())], 1, 2, 8, beam_size=3,
+                             length_penalty=length_penalty)[0] for b in range(src.shape[0])]
+        assert together == alone
+
+
+
+class _Recomputing(nn.Module):
+    """The same model seen through ``encode`` and ``next_log_probs`` only: decoding recomputes every prefix."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def encode(self, src):
+        return self.model.encode(src)
+
+    def next_log_probs(self, context, prefix):
+        return self.model.next_log_probs(context, prefix)
+
+
+@pytest.mark.parametrize("positional,norm_first", [("sinusoidal", False), ("learned", True)])
+def test_decode_step_with_its_cache_equals_recomputing_the_prefix(positional, norm_first):
+    model = small_model(positional=positional, norm_first=norm_first)
+    src = torch.tensor([[3, 4, 5, 0], [6, 7, 8, 3]])
+    prefix = torch.tensor([[1, 5, 0, 7, 4, 9], [1, 3, 3, 10, 2, 6]])  # a pad (0) inside the first prefix
+    context = model.encode(src)
+    with torch.no_grad():
+        log_probs, cache = model.decode_step(context, prefix[:, :2])  # no cache: both positions at once
+        assert_close(log_probs, model.next_log_probs(context, prefix[:, :2]))
+        for t in range(3, prefix.shape[1] + 1):
+            log_probs, cache = model.decode_step(context, prefix[:, :t], cache)
+            assert_close(log_probs, model.next_log_probs(context, prefix[:, :t]), atol=1e-5, rtol=1e-5)
+        assert cache[0].tolist() == (prefix != 0).tolist()
+        with pytest.raises(ShapeError, match="prefix"):
+            model.decode_step(context, prefix, cache)  # nothing new after the cached positions
+
+
+def test_decoding_with_the_cache_gives_what_recomputing_gives():
+    model, src = small_model(), torch.randint(3, 9, (6, 5), generator=torch.Generator().manual_seed(1))
+    recomputing = _Recomputing(model)
+    assert torch.equal(greedy_decode(model, src, 1, 2, 7), greedy_decode(recomputing, src, 1, 2, 7))
+    for length_penalty in (0.0, 1.0):
+        assert beam_search(model, src, 1, 2, 7, 3, length_penalty) == beam_search(recomputing, src, 1, 2, 7, 3,
+                                                                                   length_penalty)
+
 # --- positional encodings -----------------------------------------------------------------------------------
 
 

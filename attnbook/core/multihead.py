@@ -79,9 +79,15 @@ class MultiHeadAttention(nn.Module):
         if mask is not None:
             check_mask(mask, (query.shape[0], self.num_heads, query.shape[1], key.shape[1]),
                        "(batch, heads, n_q, n_k)")
+        return self.attend(query, *self.project_kv(key, value), mask=mask)
+
+    def project_kv(self, key: Tensor, value: Tensor) -> tuple[Tensor, Tensor]:
+        """Keys and values in heads, ``(batch, heads, n_k, head_dim)`` each: what a decoder caches between steps."""
+        return self.split_heads(self.k_proj(key)), self.split_heads(self.v_proj(value))
+
+    def attend(self, query: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """`forward` with keys and values already projected by `project_kv` (and perhaps cached)."""
         q = self.split_heads(self.q_proj(query))  # (B, H, n_q, hd)
-        k = self.split_heads(self.k_proj(key))  # (B, H, n_k, hd)
-        v = self.split_heads(self.v_proj(value))  # (B, H, n_k, hd)
         out, weights = attention(q, k, v, mask=mask, score=self.score,
                                  dropout=self.dropout if self.training else 0.0, normalize=self.normalize)
         return self.out_proj(self.merge_heads(out)), weights

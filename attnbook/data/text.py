@@ -124,16 +124,26 @@ def load_corpus(seed: int = 0, generated: bool = False) -> Corpus:
 def train_tokenizer(texts: list[str], vocab_size: int = 2000) -> Tokenizer:
     """Train a BERT-style WordPiece tokenizer (lower-cased; ``[CLS] A [SEP] B [SEP]`` templates).
 
-    The special tokens take ids 0-4 in the order of `SPECIAL_TOKENS`, so ``[PAD]`` is 0 as in BERT.
+    The special tokens take ids 0-4 in the order of `SPECIAL_TOKENS`, so ``[PAD]`` is 0 as in BERT. The same
+    texts always give the same tokenizer: the ``tokenizers`` trainer numbers the ``##`` pieces of single
+    characters in hash-map order, which changes from run to run and breaks ties between equally frequent merges
+    differently (huggingface/tokenizers#1794), so we hand it those pieces, sorted, before it starts.
     """
     if not texts:
         raise ValueError("texts: expected at least one text to train the tokenizer on, got none")
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    inner = {char for text in texts for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))
+             for char in word[1:]}
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, show_progress=False,
+                                        special_tokens=[*SPECIAL_TOKENS, *(f"##{char}" for char in sorted(inner))])
+    scratch = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    scratch.normalizer, scratch.pre_tokenizer = normalizer, pre_tokenizer
+    scratch.train_from_iterator(texts, trainer)
+    # the pieces were "special" only for the trainer: a fresh tokenizer keeps the vocabulary, not that role
+    tokenizer = Tokenizer(models.WordPiece(scratch.get_vocab(with_added_tokens=False), unk_token="[UNK]"))
+    tokenizer.add_special_tokens(SPECIAL_TOKENS)
+    tokenizer.normalizer, tokenizer.pre_tokenizer = normalizer, pre_tokenizer
     tokenizer.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False)
-    tokenizer.train_from_iterator(texts, trainer)
     cls, sep = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]

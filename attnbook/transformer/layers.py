@@ -212,6 +212,30 @@ class DecoderLayer(_TransformerLayer):
         x, _ = residual(x, self.norm3, lambda h: (self.dropout3(self.feed_forward(h)), None), self.norm_first)
         return (x, self_weights, cross_weights) if need_weights else x
 
+    def extend(self, x: Tensor, past: tuple[Tensor, Tensor] | None, memory_kv: tuple[Tensor, Tensor],
+               self_mask: Tensor | None, cross_mask: Tensor | None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """`forward` for new positions ``x`` ``(batch, n_new, d_model)`` after ``past`` ones (incremental decoding).
+
+        ``past`` is this layer's self-attention keys and values of the earlier positions (None at the start),
+        ``memory_kv`` the cross-attention's projected memory; ``self_mask`` spans past and new keys. Returns the
+        new positions' output and the keys and values of all positions so far, for the next call.
+        """
+        kv: list[tuple[Tensor, Tensor]] = []
+
+        def self_attention(h: Tensor) -> tuple[Tensor, Tensor]:
+            k, v = self.self_attn.project_kv(h, h)
+            if past is not None:
+                k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+            kv.append((k, v))
+            out, weights = self.self_attn.attend(h, k, v, mask=self_mask)
+            return self.dropout1(out), weights
+
+        x, _ = residual(x, self.norm1, self_attention, self.norm_first)
+        x, _ = residual(x, self.norm2, lambda h: (self.dropout2(self.multihead_attn.attend(
+            h, *memory_kv, mask=cross_mask)[0]), None), self.norm_first)
+        x, _ = residual(x, self.norm3, lambda h: (self.dropout3(self.feed_forward(h)), None), self.norm_first)
+        return x, kv[0]
+
     @classmethod
     def from_reference(cls, module: nn.TransformerDecoderLayer) -> "DecoderLayer":
         """Copy a `torch.nn.TransformerDecoderLayer` (build it with ``batch_first=True`` to compare outputs)."""

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from attnbook.core import causal_mask, key_mask
-from attnbook.errors import check_ndim, check_tensor
+from attnbook.errors import ShapeError, check_ndim, check_tensor
 from attnbook.positional import positional_encoding
 from attnbook.transformer.model import Transformer
 
@@ -60,10 +60,10 @@ class Seq2SeqTransformer(nn.Module):
             nn.init.normal_(embed.weight, std=d_model**-0.5)
             embed.weight.data[pad_id] = 0.0
 
-    def _embed(self, name: str, ids: Tensor, embed: nn.Embedding, pos: nn.Module) -> Tensor:
+    def _embed(self, name: str, ids: Tensor, embed: nn.Embedding, pos: nn.Module, offset: int = 0) -> Tensor:
         check_tensor(name, ids)
         check_ndim(name, ids, 2, "(batch, n) token ids")
-        return pos(embed(ids) * math.sqrt(self.d_model))
+        return pos(embed(ids) * math.sqrt(self.d_model), offset)
 
     def encode(self, src: Tensor) -> tuple[Tensor, Tensor]:
         """Encode source ids; return the decoding context ``(memory (batch, n_s, d_model), src_valid)``."""
@@ -74,18 +74,62 @@ class Seq2SeqTransformer(nn.Module):
     def decode(self, context: tuple[Tensor, Tensor], tgt_in: Tensor,
                need_weights: bool = False) -> Tensor | tuple[Tensor, list[Tensor], list[Tensor]]:
         """Logits ``(batch, n_t, tgt_vocab)`` for target prefix ids; with ``need_weights`` also the weights."""
-        memory, src_valid = context
-        _, cross_mask = source_masks(src_valid)
-        x = self._embed("tgt_in", tgt_in, self.tgt_embed, self.tgt_pos)
-        out = self.transformer.decoder(x, memory, target_mask(tgt_in != self.pad_id), cross_mask,
-                                       need_weights=need_weights)
+        out = self._decoder_states(context, tgt_in, need_weights)
         if need_weights:
             return self.generator(out[0]), out[1], out[2]
         return self.generator(out)
+
+    def _decoder_states(self, context: tuple[Tensor, Tensor], tgt_in: Tensor, need_weights: bool = False):
+        memory, src_valid = context
+        _, cross_mask = source_masks(src_valid)
+        x = self._embed("tgt_in", tgt_in, self.tgt_embed, self.tgt_pos)
+        return self.transformer.decoder(x, memory, target_mask(tgt_in != self.pad_id), cross_mask,
+                                        need_weights=need_weights)
 
     def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
         return self.decode(self.encode(src), tgt_in)
 
     def next_log_probs(self, context: tuple[Tensor, Tensor], prefix: Tensor) -> Tensor:
-        """Log-probabilities ``(batch, tgt_vocab)`` of the next token after ``prefix`` (batch, t)."""
-        return torch.log_softmax(self.decode(context, prefix)[:, -1], dim=-1)
+        """Log-probabilities ``(batch, tgt_vocab)`` of the next token after ``prefix`` (batch, t).
+
+        Only the last position goes through the output layer: over a vocabulary of thousands that layer would
+        otherwise cost more than the whole decoder.
+        """
+        return torch.log_softmax(self.generator(self._decoder_states(context, prefix)[:, -1]), dim=-1)
+
+    def decode_step(self, context: tuple[Tensor, Tensor], prefix: Tensor,
+                    cache: tuple[Tensor, ...] | None = None) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """`next_log_probs` that reuses the keys and values of the positions it has seen (incremental decoding).
+
+        ``cache`` is None, or what the call for a shorter ``prefix`` returned, its rows in ``prefix``'s order.
+        Only the positions after the cached ones are computed, so a step costs O(t) attention instead of
+        O(t²) work. Returns ``(log_probs (batch, tgt_vocab), cache)``; the cache is a tuple of batch-first
+        tensors (so a beam search reorders it as it reorders prefixes): which cached positions are tokens,
+        then each layer's self-attention keys and values, then each layer's projected memory.
+        """
+        memory, src_valid = context
+        layers = self.transformer.decoder.layers
+        if cache is None:
+            past_valid, past = prefix[:, :0] != self.pad_id, [None] * len(layers)
+            memory_kv = [layer.multihead_attn.project_kv(memory, memory) for layer in layers]
+        else:
+            past_valid, kv = cache[0], cache[1:]
+            past = [(kv[2 * i], kv[2 * i + 1]) for i in range(len(layers))]
+            memory_kv = [(kv[2 * i], kv[2 * i + 1]) for i in range(len(layers), 2 * len(layers))]
+        n_past = past_valid.shape[1]
+        if past_valid.shape[0] != prefix.shape[0] or prefix.shape[1] <= n_past:
+            raise ShapeError(f"prefix: expected shape ({past_valid.shape[0]}, > {n_past}) after the cached "
+                             f"positions, got {tuple(prefix.shape)}")
+        new = prefix[:, n_past:]
+        valid = torch.cat([past_valid, new != self.pad_id], dim=1)
+        self_mask = causal_mask(new.shape[1], valid.shape[1], device=prefix.device)[None, None] & key_mask(valid)
+        _, cross_mask = source_masks(src_valid)
+        x = self._embed("prefix", new, self.tgt_embed, self.tgt_pos, offset=n_past)
+        cache_kv = []
+        for layer, layer_past, layer_memory in zip(layers, past, memory_kv):
+            x, layer_kv = layer.extend(x, layer_past, layer_memory, self_mask, cross_mask)
+            cache_kv += layer_kv
+        if self.transformer.decoder.norm is not None:
+            x = self.transformer.decoder.norm(x)
+        log_probs = torch.log_softmax(self.generator(x[:, -1]), dim=-1)
+        return log_probs, (valid, *cache_kv, *(t for pair in memory_kv for t in pair))
