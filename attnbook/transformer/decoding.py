@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from attnbook.errors import check_ndim, check_tensor
 
+
 def _stepper(model: nn.Module) -> Callable[..., tuple[Tensor, tuple[Tensor, ...]]]:
     """``step(context, prefix, cache) -> (log_probs, cache)``: the model's ``decode_step``, or ``next_log_probs``
     with an empty cache for models that recompute the whole prefix."""
